@@ -1,0 +1,1 @@
+"""Placeholder subpackage: methods arrive with their own issues."""
