@@ -1,0 +1,1 @@
+"""Shared core: loss engine, probes and metrics, the trainer."""
