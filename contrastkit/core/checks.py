@@ -1,0 +1,81 @@
+"""Input validation shared by every module: clear errors that name the argument.
+
+Every public entry point validates what it is given and raises a :class:`ValueError` or
+:class:`TypeError` that names the argument, says what was expected and what came, instead of
+letting a bad value turn into a silent NaN or a deep stack trace.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+
+def check_tensor(name: str, value: Any, *, ndim: int | Sequence[int] | None = None,
+                 floating: bool = False, integer: bool = False) -> Tensor:
+    """Check that ``value`` is a tensor of the given rank and dtype kind; return it."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if value.dim() not in allowed:
+            want = " or ".join(f"{d}-D" for d in allowed)
+            raise ValueError(f"{name}: expected a {want} tensor, got shape {tuple(value.shape)}")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {value.dtype}")
+    if integer and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
+        raise TypeError(f"{name}: expected an integer tensor, got dtype {value.dtype}")
+    return value
+
+
+def check_finite(name: str, value: Tensor) -> Tensor:
+    """Raise ``ValueError`` if ``value`` holds NaN or infinite entries."""
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        n_nan = int(torch.isnan(value).sum())
+        n_inf = int(torch.isinf(value).sum())
+        raise ValueError(
+            f"{name}: expected finite values, got {n_nan} NaN and {n_inf} infinite entries "
+            f"in a tensor of shape {tuple(value.shape)}")
+    return value
+
+
+def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> Any:
+    """Raise ``ValueError`` unless ``value`` (a number or tensor) is > 0 (or >= 0)."""
+    if isinstance(value, Tensor):
+        bad = (value < 0) if allow_zero else (value <= 0)
+        if value.numel() == 0 or bool(bad.any()) or not bool(torch.isfinite(value).all()):
+            lo = float(value.min()) if value.numel() else float("nan")
+            raise ValueError(f"{name}: expected {'non-negative' if allow_zero else 'positive'} "
+                             f"finite values, got minimum {lo}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if not (value >= 0 if allow_zero else value > 0) or value != value or value == float("inf"):
+        raise ValueError(f"{name}: expected a {'non-negative' if allow_zero else 'positive'} "
+                         f"finite number, got {value}")
+    return value
+
+
+def check_probability(name: str, value: Any) -> float:
+    """Raise unless ``value`` is a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a probability (float in [0, 1]), got {type(value).__name__}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name}: expected a probability in [0, 1], got {value}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
+    """Raise ``ValueError`` if two tensors differ in shape."""
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} and {name_b}: expected the same shape, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
