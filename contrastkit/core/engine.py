@@ -1,0 +1,351 @@
+r"""The loss engine: exact contrastive losses computed in row blocks.
+
+Every contrastive term compares anchors ``a: [N, D]`` with candidates ``b: [M, D]`` (``b`` may be
+``a`` itself). For anchor ``i`` the engine needs four row statistics over the candidates ``j``:
+
+.. math::
+
+    \mathrm{LSE}_i = \log \sum_{j \in \mathcal{D}_i} w_{ij} e^{s_{ij}}, \qquad
+    P_i = \sum_j q_{ij} s_{ij}, \qquad Q_i = \sum_j q_{ij}, \qquad
+    \mathrm{LSE}^+_i = \log \sum_j q_{ij} e^{s_{ij}}
+
+with logits ``s_ij = sim(a_i, b_j) / tau``, positive coefficients ``q_ij`` (from a pair selector),
+denominator weights ``w_ij`` (default 1) and the denominator set ``D_i`` (every candidate that is not
+excluded; positives included unless the loss is decoupled). Every loss form is a function of these:
+
+=================  ===========================================================================
+form               per-anchor loss
+=================  ===========================================================================
+``infonce``        :math:`\mathrm{LSE}_i - P_i / Q_i` (InfoNCE; SupCon's mean over positives)
+``decoupled``      same, with positives removed from the denominator (DCL)
+``pair_mean``      :math:`\sum_i (Q_i \mathrm{LSE}_i - P_i) / \sum_i Q_i` (mean over positive pairs)
+``soft_targets``   :math:`Q_i \mathrm{LSE}_i - P_i = -\sum_j q_{ij} \log p_{ij}` (SwAV)
+``positive_mass``  :math:`\mathrm{LSE}_i - \mathrm{LSE}^+_i` (SCGC*)
+``log_partition``  :math:`\mathrm{LSE}_i` (uniformity, MV-DHEL, PamC's meta-nodes)
+=================  ===========================================================================
+
+**Execution.** The statistics are computed for one row block ``[B, M]`` at a time; the backward
+pass (a custom :class:`torch.autograd.Function`) recomputes each tile and back-propagates the
+incoming gradients of that block's statistics, so memory is ``O(B x M)`` and nothing of size
+``N x M`` is kept. ``block_size=None`` computes densely (plain autograd) when ``N x M`` is small.
+Empty rows (no positive, or an empty denominator) contribute 0 and leave the mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from .checks import check_choice, check_finite, check_positive, check_tensor
+from .pairs import PairSelector, as_selector
+from .similarity import SIMILARITIES, get_similarity
+from .weights import NegativeWeight, as_weight
+
+FORMS = ("infonce", "supcon", "decoupled", "pair_mean", "soft_targets", "positive_mass",
+         "log_partition")
+REDUCTIONS = ("mean", "sum", "none")
+
+#: ``N x M`` at or below which ``block_size=None`` computes densely
+DENSE_LIMIT = 1 << 22
+#: target number of tile entries per row block when blocking
+TILE_ENTRIES = 1 << 22
+
+_NEG = -1e30  # stands for log 0 inside masked log-sum-exps (finite: no NaN gradients)
+
+
+@dataclass
+class RowStats:
+    """Per-anchor statistics ``[N]`` (see the module docstring)."""
+
+    lse: Tensor
+    pos_sum: Tensor
+    pos_count: Tensor
+    pos_lse: Tensor
+    den_count: Tensor
+
+    @classmethod
+    def from_tensor(cls, t: Tensor) -> "RowStats":
+        return cls(*t.unbind(-1))
+
+
+class _Plan:
+    """Everything the tile computation needs except the tensors that carry gradients."""
+
+    def __init__(self, *, similarity: str, self_contrast: bool, positives: PairSelector | None,
+                 exclude: PairSelector | None, diagonal: Any, weight: NegativeWeight | None,
+                 normalize_weights: bool, positives_in_denominator: bool, need_pos_lse: bool,
+                 num_candidates: int) -> None:
+        self.sim = get_similarity(similarity)
+        self.self_contrast = self_contrast
+        self.positives = positives
+        self.exclude = exclude
+        self.diagonal = diagonal
+        self.weight = weight
+        self.normalize_weights = normalize_weights
+        self.positives_in_denominator = positives_in_denominator
+        self.need_pos_lse = need_pos_lse
+        self.num_candidates = num_candidates
+
+    def block_stats(self, a: Tensor, b: Tensor, tau: Tensor, start: int, stop: int) -> Tensor:
+        """Statistics ``[stop - start, 5]`` for anchors ``a = anchors[start:stop]``."""
+        M = self.num_candidates
+        dev, dt = a.device, a.dtype
+        s = self.sim(a, b)
+        s = s / (tau[None, :] if tau.dim() == 1 else tau)
+        keep = torch.ones_like(s, dtype=torch.bool)
+        if self.self_contrast:
+            diag = torch.zeros_like(keep)
+            r = torch.arange(stop - start, device=dev)
+            diag[r, r + start] = True
+            if self.diagonal == "exclude":
+                keep &= ~diag
+            elif not isinstance(self.diagonal, str):  # a fixed logit
+                s = torch.where(diag, torch.full_like(s, float(self.diagonal)), s)
+        if self.exclude is not None:
+            keep &= self.exclude.block(start, stop, M, device=dev, dtype=dt) == 0
+        if self.positives is not None:
+            q = self.positives.block(start, stop, M, device=dev, dtype=dt) * keep
+        else:
+            q = torch.zeros_like(s)
+        den = keep if self.positives_in_denominator else keep & (q == 0)
+        if self.weight is not None:
+            w = self.weight.block(s, start, stop)
+            den = den & (w > 0)
+            log_w = torch.where(den, torch.log(torch.where(den, w, torch.ones_like(w))),
+                                torch.zeros_like(w))
+            lse = torch.logsumexp(torch.where(den, s + log_w, torch.full_like(s, _NEG)), dim=1)
+            if self.normalize_weights:
+                lse = lse - torch.logsumexp(torch.where(den, log_w, torch.full_like(s, _NEG)), dim=1)
+        else:
+            lse = torch.logsumexp(torch.where(den, s, torch.full_like(s, _NEG)), dim=1)
+        pos = q > 0
+        pos_sum = (torch.where(pos, s, torch.zeros_like(s)) * q).sum(1)
+        pos_count = q.sum(1)
+        if self.need_pos_lse:
+            log_q = torch.log(torch.where(pos, q, torch.ones_like(q)))
+            pos_lse = torch.logsumexp(torch.where(pos, s + log_q, torch.full_like(s, _NEG)), dim=1)
+        else:
+            pos_lse = torch.zeros_like(lse)
+        return torch.stack([lse, pos_sum, pos_count, pos_lse, den.sum(1).to(dt)], dim=1)
+
+
+class _BlockwiseStats(torch.autograd.Function):
+    """Row statistics in blocks; backward recomputes each tile (memory ``O(B x M)``)."""
+
+    @staticmethod
+    def forward(ctx, plan: _Plan, block_size: int, a: Tensor, b: Tensor, tau: Tensor,
+                *extras: Tensor) -> Tensor:
+        N = a.size(0)
+        with torch.no_grad():
+            out = [plan.block_stats(a[i:i + block_size], b, tau, i, min(i + block_size, N))
+                   for i in range(0, N, block_size)]
+        ctx.plan, ctx.block_size = plan, block_size
+        ctx.save_for_backward(a, b, tau, *extras)
+        return torch.cat(out, 0)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        a, b, tau, *extras = ctx.saved_tensors
+        plan, bs = ctx.plan, ctx.block_size
+        need = ctx.needs_input_grad[2:]
+        N = a.size(0)
+        grads: list[Tensor | None] = [None] * (3 + len(extras))
+        for i in range(0, N, bs):
+            stop = min(i + bs, N)
+            g = grad_out[i:stop]
+            if not bool(g.any()):
+                continue
+            with torch.enable_grad():
+                a_blk = a[i:stop].detach().requires_grad_(need[0])
+                b_d = b.detach().requires_grad_(need[1])
+                tau_d = tau.detach().requires_grad_(need[2])
+                stats = plan.block_stats(a_blk, b_d, tau_d, i, stop)
+                inputs = [a_blk, b_d, tau_d, *extras]
+                wanted = [k for k, n in enumerate(need) if n]
+                if not wanted:
+                    break
+                got = torch.autograd.grad(stats, [inputs[k] for k in wanted], g,
+                                          allow_unused=True)
+            for k, gk in zip(wanted, got):
+                if gk is None:
+                    continue
+                if k == 0:
+                    if grads[0] is None:
+                        grads[0] = torch.zeros_like(a)
+                    grads[0][i:stop] += gk
+                else:
+                    grads[k] = gk if grads[k] is None else grads[k] + gk
+        inputs = (a, b, tau, *extras)
+        grads = [torch.zeros_like(x) if (n and g is None) else g
+                 for x, n, g in zip(inputs, need, grads)]
+        return (None, None, *grads)
+
+
+def _as_temperature(temperature: Any, num_candidates: int, like: Tensor) -> Tensor:
+    if isinstance(temperature, Tensor):
+        if temperature.dim() not in (0, 1) or (temperature.dim() == 1 and
+                                               temperature.numel() not in (1, num_candidates)):
+            raise ValueError(f"temperature: expected a scalar or one value per candidate "
+                             f"([{num_candidates}]), got shape {tuple(temperature.shape)}")
+        check_positive("temperature", temperature.detach())
+        t = temperature.to(like.dtype)
+        return t.reshape(()) if t.numel() == 1 and t.dim() == 1 else t
+    check_positive("temperature", temperature)
+    return torch.tensor(float(temperature), dtype=like.dtype, device=like.device)
+
+
+def row_statistics(
+    anchors: Tensor,
+    candidates: Tensor | None = None,
+    *,
+    positives: Any = "aligned",
+    temperature: float | Tensor = 1.0,
+    similarity: str = "cosine",
+    exclude: Any = None,
+    diagonal: str | float = "exclude",
+    negative_weight: Any = None,
+    normalize_weights: bool = False,
+    positives_in_denominator: bool = True,
+    need_pos_lse: bool = False,
+    block_size: int | None = None,
+) -> RowStats:
+    """Per-anchor statistics (``LSE``, ``P``, ``Q``, ``LSE+``, denominator count), each ``[N]``.
+
+    Arguments as in :func:`contrastive_loss`. This is the engine's single entry point; loss forms
+    are cheap functions of its output.
+    """
+    check_tensor("anchors", anchors, ndim=2, floating=True)
+    if anchors.size(0) == 0:
+        raise ValueError("anchors: expected at least one row, got an empty [0, D] tensor")
+    check_finite("anchors", anchors)
+    self_contrast = candidates is None
+    if candidates is None:
+        candidates = anchors
+    else:
+        check_tensor("candidates", candidates, ndim=2, floating=True)
+        if candidates.size(1) != anchors.size(1):
+            raise ValueError(f"candidates: expected feature size {anchors.size(1)} like anchors, "
+                             f"got shape {tuple(candidates.shape)}")
+        if candidates.size(0) == 0:
+            raise ValueError("candidates: expected at least one row, got an empty tensor")
+        check_finite("candidates", candidates)
+    check_choice("similarity", similarity, SIMILARITIES)
+    if isinstance(diagonal, str):
+        check_choice("diagonal", diagonal, ("exclude", "negative"))
+    elif isinstance(diagonal, bool) or not isinstance(diagonal, (int, float)):
+        raise TypeError(f"diagonal: expected 'exclude', 'negative' or a fixed logit (float), got "
+                        f"{type(diagonal).__name__}")
+    N, M = anchors.size(0), candidates.size(0)
+    pos = as_selector(positives, "positives")
+    excl = as_selector(exclude, "exclude")
+    weight = as_weight(negative_weight)
+    for sel in (pos, excl, weight):
+        if sel is not None:
+            sel.validate(N, M)
+
+    # the engine computes in float32 at least (half precision would overflow the exponentials)
+    dtype = torch.promote_types(anchors.dtype, torch.float32)
+    a = anchors.to(dtype)
+    b = a if self_contrast else candidates.to(dtype)
+    tau = _as_temperature(temperature, M, a)
+    plan = _Plan(similarity=similarity, self_contrast=self_contrast, positives=pos, exclude=excl,
+                 diagonal=diagonal, weight=weight, normalize_weights=normalize_weights,
+                 positives_in_denominator=positives_in_denominator, need_pos_lse=need_pos_lse,
+                 num_candidates=M)
+    if block_size is None:
+        block = N if N * M <= DENSE_LIMIT else max(1, TILE_ENTRIES // M)
+    else:
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+            raise ValueError(f"block_size: expected a positive int or None, got {block_size!r}")
+        block = block_size
+    if block >= N:
+        stats = plan.block_stats(a, b, tau, 0, N)
+    else:
+        extras = weight.tensors() if weight is not None else ()
+        stats = _BlockwiseStats.apply(plan, block, a, b, tau, *extras)
+    return RowStats.from_tensor(stats)
+
+
+def reduce_rows(stats: RowStats, form: str = "infonce", reduction: str = "mean") -> Tensor:
+    """Combine row statistics into the loss ``form`` (see the module table) and reduce it.
+
+    ``reduction="none"`` returns ``[N]`` per-anchor values (0 for empty rows); ``"mean"`` averages
+    over the rows that have positives and a non-empty denominator (``pair_mean``: over pairs).
+    """
+    check_choice("form", form, FORMS)
+    check_choice("reduction", reduction, REDUCTIONS)
+    lse, P, Q, plse, dcount = stats.lse, stats.pos_sum, stats.pos_count, stats.pos_lse, stats.den_count
+    has_den = dcount > 0
+    if form in ("infonce", "supcon", "decoupled"):
+        valid = has_den & (Q > 0)
+        per_row = lse - P / torch.where(valid, Q, torch.ones_like(Q))
+    elif form == "positive_mass":
+        valid = has_den & (Q > 0)
+        per_row = lse - plse
+    elif form in ("soft_targets", "pair_mean"):
+        valid = has_den & (Q > 0) if form == "pair_mean" else has_den
+        per_row = Q * lse - P
+    else:  # log_partition
+        valid = has_den
+        per_row = lse
+    per_row = torch.where(valid, per_row, torch.zeros_like(per_row))
+    if reduction == "none":
+        return per_row
+    if reduction == "sum":
+        return per_row.sum()
+    if form == "pair_mean":
+        return per_row.sum() / torch.where(valid, Q, torch.zeros_like(Q)).sum().clamp_min(1e-12)
+    return per_row.sum() / valid.sum().clamp_min(1)
+
+
+def contrastive_loss(
+    anchors: Tensor,
+    candidates: Tensor | None = None,
+    *,
+    positives: Any = "aligned",
+    temperature: float | Tensor = 1.0,
+    similarity: str = "cosine",
+    form: str = "infonce",
+    reduction: str = "mean",
+    exclude: Any = None,
+    diagonal: str | float = "exclude",
+    negative_weight: Any = None,
+    normalize_weights: bool = False,
+    block_size: int | None = None,
+) -> Tensor:
+    r"""The general contrastive loss: who is compared with whom, with what weight, in which form.
+
+    Args:
+        anchors: ``[N, D]`` anchor embeddings.
+        candidates: ``[M, D]`` candidate embeddings; ``None`` compares the anchors with themselves
+            (then ``diagonal`` says what happens to the pairs ``(i, i)``).
+        positives: ``"aligned"`` (``i <-> i``), an ``int`` offset (``i <-> (i + offset) mod M``),
+            ``[N]`` integer group labels (multi-positive), a ``[2, P]`` integer index of explicit
+            pairs, an ``[N, M]`` float tensor of soft weights, or a
+            :class:`~contrastkit.core.pairs.PairSelector`.
+        temperature: ``tau > 0``: a float, a (learnable) scalar tensor or ``[M]`` per candidate.
+        similarity: ``"cosine"``, ``"dot"`` or ``"neg_sq_dist"``.
+        form: ``"infonce"`` (= ``"supcon"``), ``"decoupled"``, ``"pair_mean"``,
+            ``"soft_targets"``, ``"positive_mass"`` or ``"log_partition"``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``[N]`` per anchor).
+        exclude: pairs never compared, in the same forms as ``positives``.
+        diagonal: with ``candidates=None``: ``"exclude"`` the self pair, keep it as a
+            ``"negative"``, or set its logit to a fixed float.
+        negative_weight: denominator weights ``w_ij`` (see :mod:`contrastkit.core.weights`).
+        normalize_weights: use row-normalised weights ``w_ij / sum_k w_ik``.
+        block_size: anchors per row block; ``None`` picks dense for small ``N x M``.
+
+    Returns:
+        The reduced loss (scalar), or ``[N]`` with ``reduction="none"``.
+    """
+    check_choice("form", form, FORMS)
+    stats = row_statistics(
+        anchors, candidates, positives=None if form == "log_partition" else positives,
+        temperature=temperature, similarity=similarity, exclude=exclude, diagonal=diagonal,
+        negative_weight=negative_weight, normalize_weights=normalize_weights,
+        positives_in_denominator=form != "decoupled", need_pos_lse=form == "positive_mass",
+        block_size=block_size)
+    return reduce_rows(stats, form, reduction)

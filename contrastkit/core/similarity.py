@@ -1,0 +1,44 @@
+"""Similarity functions ``s(a_i, b_j)`` used by the loss engine (before the temperature).
+
+All functions take anchors ``a: [B, D]`` and candidates ``b: [M, D]`` and return ``[B, M]``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: names accepted by the engine's ``similarity`` argument
+SIMILARITIES = ("cosine", "dot", "neg_sq_dist")
+
+
+def cosine_similarity_matrix(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor:
+    r"""Cosine similarity :math:`s_{ij} = \frac{a_i^\top b_j}{\|a_i\| \|b_j\|}`, ``[B, M]``."""
+    return F.normalize(a, dim=-1, eps=eps) @ F.normalize(b, dim=-1, eps=eps).transpose(-1, -2)
+
+
+def dot_similarity_matrix(a: Tensor, b: Tensor) -> Tensor:
+    r"""Dot product :math:`s_{ij} = a_i^\top b_j`, ``[B, M]``."""
+    return a @ b.transpose(-1, -2)
+
+
+def neg_sq_dist_matrix(a: Tensor, b: Tensor) -> Tensor:
+    r"""Negative squared distance :math:`s_{ij} = -\|a_i - b_j\|^2` (RBF form), ``[B, M]``.
+
+    Computed as :math:`2 a_i^\top b_j - \|a_i\|^2 - \|b_j\|^2`, clamped at 0 from above.
+    """
+    sq = 2.0 * (a @ b.transpose(-1, -2))
+    sq = sq - (a * a).sum(-1, keepdim=True) - (b * b).sum(-1).unsqueeze(-2)
+    return sq.clamp(max=0.0)
+
+
+def get_similarity(kind: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """Return the similarity function called ``kind`` (one of :data:`SIMILARITIES`)."""
+    table = {"cosine": cosine_similarity_matrix, "dot": dot_similarity_matrix,
+             "neg_sq_dist": neg_sq_dist_matrix}
+    if kind not in table:
+        raise ValueError(f"similarity: expected one of {list(SIMILARITIES)}, got {kind!r}")
+    return table[kind]
