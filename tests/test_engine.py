@@ -285,13 +285,13 @@ def test_blockwise_never_materialises_full_matrix(monkeypatch):
     """Every tile the engine forms has at most block_size rows (forward and backward)."""
     import contrastkit.core.engine as eng
     seen = []
-    orig = eng._Plan.block_stats
+    orig = eng._Plan.logits
 
-    def spy(self, a, b, tau, start, stop):
+    def spy(self, a, b, tau):
         seen.append(a.size(0))
-        return orig(self, a, b, tau, start, stop)
+        return orig(self, a, b, tau)
 
-    monkeypatch.setattr(eng._Plan, "block_stats", spy)
+    monkeypatch.setattr(eng._Plan, "logits", spy)
     z = torch.randn(100, 8, requires_grad=True)
     loss = contrastive_loss(z, None, positives=50, block_size=16)
     loss.backward()

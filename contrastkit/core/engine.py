@@ -79,6 +79,7 @@ class _Plan:
                  normalize_weights: bool, positives_in_denominator: bool, need_pos_lse: bool,
                  num_candidates: int) -> None:
         self.sim = get_similarity(similarity)
+        self.similarity = similarity
         self.self_contrast = self_contrast
         self.positives = positives
         self.exclude = exclude
@@ -89,12 +90,113 @@ class _Plan:
         self.need_pos_lse = need_pos_lse
         self.num_candidates = num_candidates
 
+    @property
+    def fast(self) -> bool:
+        """Whether the sparse fast path applies (no weights, no positive LSE, sparse selectors)."""
+        def sparse(sel: PairSelector | None) -> bool:
+            return sel is None or type(sel).sparse_block is not PairSelector.sparse_block
+        return (self.weight is None and not self.need_pos_lse and sparse(self.positives)
+                and sparse(self.exclude))
+
+    def logits(self, a: Tensor, b: Tensor, tau: Tensor) -> Tensor:
+        """The logit tile ``sim(a, b) / tau``, ``[B, M]``.
+
+        For cosine and dot similarity the temperature is folded into the (small) factors, so that
+        no extra pass over the tile is needed; the tile is then the direct output of a matmul.
+        """
+        if self.similarity == "cosine":
+            a = torch.nn.functional.normalize(a, dim=-1, eps=1e-12)
+            b = torch.nn.functional.normalize(b, dim=-1, eps=1e-12)
+        if self.similarity in ("cosine", "dot"):
+            if tau.dim() == 1:
+                return a @ (b / tau[:, None]).t()
+            return (a / tau) @ b.t()
+        s = self.sim(a, b)
+        return s / (tau[None, :] if tau.dim() == 1 else tau)
+
+    @torch.no_grad()
+    def mask_tile(self, s: Tensor, start: int, stop: int
+                  ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor] | None, Tensor | None]:
+        """Fast path: apply diagonal, exclusions and positives to the logit tile ``s`` in place.
+
+        Masked entries become ``_NEG``. Returns ``(P, pairs, diag_cols)``: the positive sums
+        ``P [B]`` (taken before a decoupled loss removes the positives from the denominator), the
+        kept positive pairs ``(local_rows, cols, weights)`` and, for a fixed diagonal logit, the
+        diagonal columns (whose logit is constant).
+        """
+        B, M = s.shape
+        ar = torch.arange(B, device=s.device)
+        diag_cols = None
+        if self.self_contrast:
+            if self.diagonal == "exclude":
+                s[ar, ar + start] = _NEG
+            elif not isinstance(self.diagonal, str):
+                diag_cols = ar + start
+                s[ar, diag_cols] = float(self.diagonal)
+        if self.exclude is not None:
+            er, ec, _ = self.exclude.sparse_block(start, stop, M, device=s.device, dtype=s.dtype)
+            s[er, ec] = _NEG
+        P = torch.zeros(B, device=s.device, dtype=s.dtype)
+        pairs = None
+        if self.positives is not None:
+            r, c, w = self.positives.sparse_block(start, stop, M, device=s.device, dtype=s.dtype)
+            ok = (s[r, c] > _NEG / 2) & (w > 0)
+            r, c, w = r[ok], c[ok], w[ok]
+            P.index_add_(0, r, w * s[r, c])
+            pairs = (r, c, w)
+            if not self.positives_in_denominator:
+                s[r, c] = _NEG
+        return P, pairs, diag_cols
+
+    @torch.no_grad()
+    def fast_stats(self, a: Tensor, b: Tensor, tau: Tensor, start: int, stop: int) -> Tensor:
+        """Fast path statistics ``[B, 5]`` (no autograd)."""
+        s = self.logits(a, b, tau)
+        P, pairs, _ = self.mask_tile(s, start, stop)
+        Q = torch.zeros_like(P)
+        if pairs is not None:
+            Q.index_add_(0, pairs[0], pairs[2])
+        count = (s > _NEG / 2).sum(1).to(s.dtype)
+        m = s.amax(1, keepdim=True)
+        lse = s.sub_(m).exp_().sum(1).log_().add_(m.squeeze(1))
+        return torch.stack([lse, P, Q, torch.zeros_like(lse), count], dim=1)
+
+    def fast_backward(self, a: Tensor, b: Tensor, tau: Tensor, start: int, stop: int,
+                      stats: Tensor, grad: Tensor, inputs_needed: Sequence[bool]
+                      ) -> list[Tensor | None]:
+        """Fast path gradients for one block: analytic ``dL/ds``, autograd through ``sim / tau``.
+
+        ``dL/ds_ij = g_lse_i softmax_ij + g_P_i q_ij`` (zero at masked entries and at a fixed
+        diagonal logit); it is then back-propagated through the similarity and the temperature.
+        """
+        with torch.enable_grad():
+            a_blk = a.detach().requires_grad_(inputs_needed[0])
+            b_d = b.detach().requires_grad_(inputs_needed[1])
+            tau_d = tau.detach().requires_grad_(inputs_needed[2])
+            s = self.logits(a_blk, b_d, tau_d)
+        with torch.no_grad():
+            # ``s`` is a matmul output for cosine/dot: no backward reads it, so reuse its storage
+            t = s.detach() if self.similarity in ("cosine", "dot") else s.detach().clone()
+            _, pairs, diag_cols = self.mask_tile(t, start, stop)
+            t.sub_(stats[:, 0:1]).exp_().mul_(grad[:, 0:1])
+            if pairs is not None:
+                r, c, w = pairs
+                t.index_put_((r, c), grad[r, 1] * w, accumulate=True)
+            if diag_cols is not None:
+                t[torch.arange(t.size(0), device=t.device), diag_cols] = 0
+        inputs = [a_blk, b_d, tau_d]
+        wanted = [k for k, n in enumerate(inputs_needed) if n]
+        got = torch.autograd.grad(s, [inputs[k] for k in wanted], t, allow_unused=True)
+        out: list[Tensor | None] = [None, None, None]
+        for k, g in zip(wanted, got):
+            out[k] = g
+        return out
+
     def block_stats(self, a: Tensor, b: Tensor, tau: Tensor, start: int, stop: int) -> Tensor:
         """Statistics ``[stop - start, 5]`` for anchors ``a = anchors[start:stop]``."""
         M = self.num_candidates
         dev, dt = a.device, a.dtype
-        s = self.sim(a, b)
-        s = s / (tau[None, :] if tau.dim() == 1 else tau)
+        s = self.logits(a, b, tau)
         keep = torch.ones_like(s, dtype=torch.bool)
         if self.self_contrast:
             diag = torch.zeros_like(keep)
@@ -139,16 +241,18 @@ class _BlockwiseStats(torch.autograd.Function):
     def forward(ctx, plan: _Plan, block_size: int, a: Tensor, b: Tensor, tau: Tensor,
                 *extras: Tensor) -> Tensor:
         N = a.size(0)
+        fn = plan.fast_stats if plan.fast else plan.block_stats
         with torch.no_grad():
-            out = [plan.block_stats(a[i:i + block_size], b, tau, i, min(i + block_size, N))
+            out = [fn(a[i:i + block_size], b, tau, i, min(i + block_size, N))
                    for i in range(0, N, block_size)]
         ctx.plan, ctx.block_size = plan, block_size
-        ctx.save_for_backward(a, b, tau, *extras)
-        return torch.cat(out, 0)
+        stats = torch.cat(out, 0)
+        ctx.save_for_backward(a, b, tau, stats, *extras)
+        return stats
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        a, b, tau, *extras = ctx.saved_tensors
+        a, b, tau, stats_all, *extras = ctx.saved_tensors
         plan, bs = ctx.plan, ctx.block_size
         need = ctx.needs_input_grad[2:]
         N = a.size(0)
@@ -157,6 +261,18 @@ class _BlockwiseStats(torch.autograd.Function):
             stop = min(i + bs, N)
             g = grad_out[i:stop]
             if not bool(g.any()):
+                continue
+            if plan.fast:
+                got = plan.fast_backward(a[i:stop], b, tau, i, stop, stats_all[i:stop], g, need[:3])
+                for k, gk in enumerate(got):
+                    if gk is None:
+                        continue
+                    if k == 0:
+                        if grads[0] is None:
+                            grads[0] = torch.zeros_like(a)
+                        grads[0][i:stop] += gk
+                    else:
+                        grads[k] = gk if grads[k] is None else grads[k] + gk
                 continue
             with torch.enable_grad():
                 a_blk = a[i:stop].detach().requires_grad_(need[0])

@@ -26,8 +26,15 @@ class PairSelector:
         """Coefficients ``[stop - start, num_candidates]`` for anchors ``start..stop-1``."""
         raise NotImplementedError
 
-    def to(self, device: torch.device) -> "PairSelector":
-        return self
+    def sparse_block(self, start: int, stop: int, num_candidates: int, *,
+                     device: torch.device, dtype: torch.dtype
+                     ) -> tuple[Tensor, Tensor, Tensor] | None:
+        """The block's pairs as ``(local_rows, cols, weights)``, or ``None`` if only dense.
+
+        Selectors with few pairs per row implement this so that the engine's fast path can gather
+        and scatter them instead of forming a ``[B, M]`` coefficient tile.
+        """
+        return None
 
 
 class Aligned(PairSelector):
@@ -48,6 +55,11 @@ class Aligned(PairSelector):
         out = torch.zeros(stop - start, num_candidates, device=device, dtype=dtype)
         out[torch.arange(stop - start, device=device), cols] = 1
         return out
+
+    def sparse_block(self, start, stop, num_candidates, *, device, dtype):
+        rows = torch.arange(start, stop, device=device)
+        return (rows - start, (rows + self.offset) % num_candidates,
+                torch.ones(stop - start, device=device, dtype=dtype))
 
     def __repr__(self) -> str:
         return f"Aligned(offset={self.offset})"
@@ -116,6 +128,15 @@ class Pairs(PairSelector):
             lo, hi = int(idx.min()), int(idx.max())
             if lo < 0 or hi >= n:
                 raise ValueError(f"{name}: expected indices in [0, {n - 1}], got range [{lo}, {hi}]")
+
+    def sparse_block(self, start, stop, num_candidates, *, device, dtype):
+        lo = int(torch.searchsorted(self.rows, torch.tensor(start, device=self.rows.device)))
+        hi = int(torch.searchsorted(self.rows, torch.tensor(stop, device=self.rows.device)))
+        r = (self.rows[lo:hi] - start).to(device)
+        c = self.cols[lo:hi].to(device)
+        w = (torch.ones(hi - lo, device=device, dtype=dtype) if self.weight is None
+             else self.weight[lo:hi].to(device=device, dtype=dtype))
+        return r, c, w
 
     def block(self, start, stop, num_candidates, *, device, dtype):
         out = torch.zeros(stop - start, num_candidates, device=device, dtype=dtype)
