@@ -1,1 +1,23 @@
-"""Real benchmark datasets."""
+"""Real benchmark datasets: one registry, one ``load``, one ``available``.
+
+Graph datasets (PyTorch Geometric) are registered by :mod:`.graph`; other domains
+(sequence, time series) register theirs the same way with :func:`register`.
+
+Example:
+    >>> from contrastkit import datasets
+    >>> data = datasets.load("cora")          # works offline: Cora is embedded
+    >>> data.num_nodes, data.num_classes
+    (2708, 7)
+    >>> [s.id for s in datasets.available() if s.status == "found"]  # doctest: +SKIP
+"""
+
+from . import graph as _graph  # noqa: F401  (registers the graph datasets)
+from .registry import (STATUSES, DatasetSpec, DatasetStatus, available, canonical_name,
+                       get_spec, load, register, registered)
+from .root import CACHE_ENV, DATA_ENV, cache_root, data_root, default_root, download_root
+
+__all__ = [
+    "load", "available", "data_root", "cache_root", "default_root", "download_root",
+    "DatasetStatus", "DatasetSpec", "STATUSES", "register", "registered", "get_spec",
+    "canonical_name", "DATA_ENV", "CACHE_ENV",
+]

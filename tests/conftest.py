@@ -1,0 +1,82 @@
+"""Shared test helpers: where the real data is, and skipping when a dataset is absent.
+
+The PyG cache (``CONTRASTKIT_CACHE``) is pointed at a temporary folder for the test session
+when it is not set, so tests never write into ``~/.cache`` of a CI machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_CACHE_ENV = "CONTRASTKIT_CACHE"
+_DATA_ENV = "CONTRASTKIT_DATA"
+_session_cache: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the session its own PyG cache folder unless ``CONTRASTKIT_CACHE`` is set."""
+    global _session_cache
+    if not os.environ.get(_CACHE_ENV):
+        _session_cache = tempfile.mkdtemp(prefix="contrastkit-test-cache-")
+        os.environ[_CACHE_ENV] = _session_cache
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session cache folder made by :func:`pytest_configure`."""
+    global _session_cache
+    if _session_cache is not None:
+        if os.environ.get(_CACHE_ENV) == _session_cache:
+            del os.environ[_CACHE_ENV]
+        shutil.rmtree(_session_cache, ignore_errors=True)
+        _session_cache = None
+
+
+def shared_data_root() -> Path | None:
+    """Return the shared data root, or ``None`` when it is not there.
+
+    ``CONTRASTKIT_DATA`` when set, else ``../shared/data`` relative to the repository root.
+
+    Returns:
+        The folder holding ``graph/``, ``sequence/``, ``timeseries/``, or ``None``.
+    """
+    env = os.environ.get(_DATA_ENV)
+    root = Path(env).expanduser() if env else Path(__file__).parents[1].parent / "shared" / "data"
+    return root if root.is_dir() else None
+
+
+def require_dataset(name: str) -> Path:
+    """Skip the calling test unless dataset ``name``'s files are in the shared data root.
+
+    An embedded copy (Cora) does not count: this asks for the real files.
+
+    Args:
+        name: Dataset id or alias.
+
+    Returns:
+        The shared data root.
+    """
+    root = shared_data_root()
+    if root is None:
+        pytest.skip(f"dataset {name!r}: no shared data root (set {_DATA_ENV} or provide "
+                    f"{Path(__file__).parents[1].parent / 'shared' / 'data'})")
+    from contrastkit.datasets import available, canonical_name
+
+    cid = canonical_name(name)
+    status = next(s for s in available(root) if s.id == cid)
+    if status.status != "found":
+        pytest.skip(f"dataset {cid!r} is {status.status} under {root}")
+    return root
+
+
+@pytest.fixture
+def shared_root() -> Path:
+    """The shared data root; skips the test when there is none."""
+    root = shared_data_root()
+    if root is None:
+        pytest.skip(f"no shared data root (set {_DATA_ENV})")
+    return root
