@@ -1,0 +1,374 @@
+"""Tests for the method registry and the ``contrastkit`` command line, with a dummy method."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import torch
+import yaml
+
+import contrastkit
+from contrastkit import cli, registry
+from contrastkit.registry import MethodSpec, RunContext, RunResult
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class DummyEncoder:
+    hidden: int = 8
+    act: Literal["relu", "prelu"] = "relu"
+
+
+@dataclass
+class DummyConfig:
+    dataset: str = "toy"
+    dim: int = 4
+    lr: float = 0.01
+    epochs: int = 2
+    mode: Literal["fast", "slow"] = "fast"
+    encoder: DummyEncoder = field(default_factory=DummyEncoder)
+
+
+class Recorder:
+    """The dummy method: records every call, writes what the trainer would write."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[DummyConfig, RunContext, bool]] = []
+        self.evals: list[tuple[DummyConfig, torch.Tensor, RunContext]] = []
+
+    def run(self, cfg: DummyConfig, ctx: RunContext) -> RunResult:
+        config_written = (ctx.out_dir / "config.yaml").exists() or \
+            (ctx.out_dir.parent / "config.yaml").exists()
+        self.runs.append((cfg, ctx, config_written))
+        (ctx.out_dir / "log.jsonl").write_text(json.dumps({"epoch": 0, "loss": 1.0}) + "\n")
+        gen = torch.Generator().manual_seed(ctx.seed)
+        emb = torch.randn(10, cfg.dim, generator=gen)
+        return RunResult(metrics={"accuracy": 0.5 + 0.1 * ctx.seed, "f1": torch.tensor(0.25)},
+                         embeddings=emb)
+
+    def evaluate(self, cfg: DummyConfig, emb: torch.Tensor, ctx: RunContext) -> dict[str, float]:
+        self.evals.append((cfg, emb, ctx))
+        return {"accuracy": 0.9, "f1": 0.75}
+
+
+def _aggregate_seeds(per_seed, seeds):
+    """Stand-in with the documented contract of contrastkit.core.metrics.aggregate_seeds."""
+    out = {}
+    for key in per_seed[0]:
+        vals = [float(m[key]) for m in per_seed]
+        mean = sum(vals) / len(vals)
+        out[key] = mean
+        out[f"{key}_std"] = (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5
+    out["seeds"] = list(seeds)
+    out["per_seed"] = [dict(m) for m in per_seed]
+    return out
+
+
+@pytest.fixture
+def dummy(monkeypatch, tmp_path):
+    """A registry holding only the dummy method (plus a broken built-in), cwd in tmp_path."""
+    monkeypatch.setattr(registry, "_REGISTRY", {})
+    monkeypatch.setattr(registry, "_IMPORT_ERRORS", {})
+    monkeypatch.setattr(registry, "_BUILTIN", {"broken": "contrastkit._no_such_method_module"})
+    rec = Recorder()
+    registry.register(MethodSpec(
+        name="Dummy", config_cls=DummyConfig, run=rec.run, evaluate=rec.evaluate,
+        description="a dummy method for tests", default_dataset="toy",
+        presets={"toy": {"dim": 3, "lr": 0.05}, "toy-big": {"dim": 6}}))
+    try:
+        from contrastkit.core.metrics import aggregate_seeds  # noqa: F401
+    except ImportError:  # written in parallel: use a stand-in with the same contract
+        stub = types.ModuleType("contrastkit.core.metrics")
+        stub.aggregate_seeds = _aggregate_seeds
+        monkeypatch.setitem(sys.modules, "contrastkit.core.metrics", stub)
+    monkeypatch.chdir(tmp_path)
+    return rec
+
+
+def _train(*args: str) -> int:
+    return cli.main(["train", *args, "--no-progress", "--device", "cpu"])
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    lines = err.splitlines()
+    assert lines and lines[-1].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[-1]
+
+
+def _saved(run_dir: Path) -> tuple[dict, dict]:
+    data = yaml.safe_load((run_dir / "config.yaml").read_text())
+    return data, data.pop("run")
+
+
+# ---- registry -------------------------------------------------------------------------------
+def test_registry_lookup(dummy):
+    spec = registry.get_method("DUMMY")
+    assert spec.name == "Dummy" and registry.get_method(" dummy ") is spec
+    assert registry.list_methods() == ["dummy"]  # the broken built-in is skipped
+    assert "broken" in registry.unavailable_methods()
+    with pytest.raises(ValueError, match=r"unknown method 'dumy'.*did you mean 'dummy'.*known "
+                                         r"methods: dummy"):
+        registry.get_method("dumy")
+    with pytest.raises(ValueError, match=r"method 'broken' is unavailable.*ModuleNotFoundError"):
+        registry.get_method("broken")
+
+
+def test_register_validates(dummy):
+    @dataclass
+    class NoDataset:
+        lr: float = 0.1
+
+    def run(cfg, ctx):
+        raise AssertionError
+
+    with pytest.raises(ValueError, match="dataset"):
+        registry.register(MethodSpec("x", NoDataset, run, run, "", "toy", {}))
+    with pytest.raises(TypeError, match="config_cls"):
+        registry.register(MethodSpec("x", dict, run, run, "", "toy", {}))
+    with pytest.raises(TypeError, match="evaluate"):
+        registry.register(MethodSpec("x", DummyConfig, run, None, "", "toy", {}))
+    with pytest.raises(ValueError, match="name"):
+        registry.register(MethodSpec(" ", DummyConfig, run, run, "", "toy", {}))
+
+
+# ---- train ----------------------------------------------------------------------------------
+def test_train_single_seed(dummy, tmp_path, capsys):
+    out = tmp_path / "run1"
+    assert _train("dummy", "--set", "lr=1e-3", "--set", "encoder.hidden=16", "--out",
+                  str(out)) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "embeddings.pt", "log.jsonl",
+                                                    "metrics.json"]
+    (cfg, ctx, config_written), = dummy.runs
+    assert config_written  # config.yaml exists before training starts
+    assert ctx == RunContext(out_dir=out, device="cpu", seed=0, progress=False)
+    assert cfg == DummyConfig(dataset="toy", dim=3, lr=1e-3, encoder=DummyEncoder(hidden=16))
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["accuracy"] == pytest.approx(0.5) and metrics["f1"] == pytest.approx(0.25)
+    assert metrics["seed"] == 0 and metrics["time_total_s"] >= 0
+
+    emb = torch.load(out / "embeddings.pt", weights_only=True)
+    assert isinstance(emb, torch.Tensor) and emb.shape == (10, 3)
+
+    data, run = _saved(out)
+    assert data == {"dataset": "toy", "dim": 3, "lr": 1e-3, "epochs": 2, "mode": "fast",
+                    "encoder": {"hidden": 16, "act": "relu"}}
+    assert run["method"] == "dummy" and run["seed"] == 0 and run["device"] == "cpu"
+    assert run["contrastkit_version"] == contrastkit.__version__
+    assert run["torch_version"] == torch.__version__
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "0.5000" in printed
+
+
+def test_train_default_out_dir_and_dataset_alias(dummy, tmp_path):
+    assert _train("dummy", "--dataset", "TOY_BIG") == 0
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1
+    assert re.fullmatch(r"dummy-toy-big-\d{8}-\d{6}", runs[0].name)
+    cfg = dummy.runs[0][0]
+    assert cfg.dataset == "toy-big" and cfg.dim == 6 and cfg.lr == 0.01  # toy-big preset
+
+
+def test_layer_order_preset_yaml_set(dummy, tmp_path):
+    cfg_file = tmp_path / "my.yaml"
+    cfg_file.write_text("dim: 7\nepochs: 5\nencoder:\n  act: prelu\n")
+    assert _train("dummy", "--config", str(cfg_file), "--set", "epochs=9", "--out", "a") == 0
+    cfg = dummy.runs[-1][0]
+    assert (cfg.dim, cfg.epochs, cfg.lr, cfg.encoder.act) == (7, 9, 0.05, "prelu")
+    # the dataset can also come from --set; --dataset wins over everything
+    assert _train("dummy", "--set", "dataset=toy-big", "--out", "b") == 0
+    assert dummy.runs[-1][0].dim == 6
+    assert _train("dummy", "--dataset", "toy-big", "--set", "dataset=toy", "--out", "c") == 0
+    assert dummy.runs[-1][0].dataset == "toy-big"
+
+
+def test_train_multi_seed_layout(dummy, tmp_path, capsys):
+    out = tmp_path / "multi"
+    assert _train("dummy", "--seeds", "3", "--out", str(out)) == 0
+    assert [ctx.seed for _, ctx, _ in dummy.runs] == [0, 1, 2]
+    assert [ctx.out_dir for _, ctx, _ in dummy.runs] == [out, out / "seed-1", out / "seed-2"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("metrics.json")) == \
+        ["metrics.json"]
+    assert (out / "seed-1" / "log.jsonl").exists() and (out / "seed-2" / "log.jsonl").exists()
+    assert not (out / "seed-0").exists()
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["seeds"] == [0, 1, 2] and len(metrics["per_seed"]) == 3
+    assert metrics["accuracy"] == pytest.approx(0.6)
+    assert metrics["accuracy_std"] == pytest.approx((0.02 / 3) ** 0.5)
+    assert "time_total_s" in metrics
+    emb = torch.load(out / "embeddings.pt", weights_only=True)
+    assert torch.equal(emb, torch.randn(10, 3, generator=torch.Generator().manual_seed(0)))
+    assert _saved(out)[1]["seeds"] == [0, 1, 2]
+    assert "+-" in capsys.readouterr().out
+
+    assert _train("dummy", "--seed", "5", "--seeds", "2", "--out", "other") == 0
+    assert [ctx.seed for _, ctx, _ in dummy.runs[-2:]] == [5, 6]
+    assert dummy.runs[-1][1].out_dir == Path("other") / "seed-6"
+
+
+def test_rerun_from_saved_config(dummy, tmp_path):
+    first = tmp_path / "first"
+    assert _train("dummy", "--dataset", "toy-big", "--set", "lr=0.125", "--set", "mode=slow",
+                  "--set", "encoder.act=prelu", "--seeds", "2", "--out", str(first)) == 0
+    again = tmp_path / "again"
+    assert _train("dummy", "--config", str(first / "config.yaml"), "--out", str(again)) == 0
+    data1, run1 = _saved(first)
+    data2, run2 = _saved(again)
+    assert data1 == data2
+    assert {k: run1[k] for k in ("method", "seeds", "device")} == \
+        {k: run2[k] for k in ("method", "seeds", "device")}
+    assert dummy.runs[0][0] == dummy.runs[2][0]
+    assert [ctx.seed for _, ctx, _ in dummy.runs[2:]] == [0, 1]
+
+    # METHOD may be omitted; command-line flags override the saved run section and config
+    third = tmp_path / "third"
+    assert cli.main(["train", "--config", str(first / "config.yaml"), "--seed", "3",
+                     "--set", "epochs=4", "--out", str(third), "--no-progress"]) == 0
+    data3, run3 = _saved(third)
+    assert run3["seed"] == 3 and "seeds" not in run3 and run3["device"] == "cpu"
+    assert data3 == {**data1, "epochs": 4}
+
+
+def test_eval_single_seed(dummy, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert _train("dummy", "--seed", "2", "--out", str(out)) == 0
+    before = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    assert cli.main(["eval", str(out), "--device", "cpu"]) == 0
+    (cfg, emb, ctx), = dummy.evals
+    assert cfg == dummy.runs[0][0] and emb.shape == (10, 3)
+    assert ctx.out_dir == out and ctx.seed == 2 and ctx.device == "cpu"
+    after = json.loads((out / "metrics.json").read_text())
+    assert after == {"accuracy": 0.9, "f1": 0.75, "seed": 2,
+                     "time_total_s": before["time_total_s"]}
+    assert "0.9000" in capsys.readouterr().out
+
+
+def test_eval_multi_seed_keeps_seed_info(dummy, tmp_path):
+    out = tmp_path / "m"
+    assert _train("dummy", "--seeds", "2", "--out", str(out)) == 0
+    assert cli.main(["eval", str(out)]) == 0
+    after = json.loads((out / "metrics.json").read_text())
+    assert after["seeds"] == [0, 1]
+    assert after["per_seed"][0]["accuracy"] == pytest.approx(0.9)
+    assert after["per_seed"][1]["accuracy"] == pytest.approx(0.6)
+    assert after["accuracy"] == pytest.approx(0.75)
+    assert len(list(out.rglob("metrics.json"))) == 1
+
+
+def test_eval_errors(dummy, tmp_path, capsys):
+    assert cli.main(["eval", str(tmp_path / "nope")]) == 2
+    assert "nope" in _error(capsys)
+    run = tmp_path / "half"
+    run.mkdir()
+    (run / "config.yaml").write_text("run:\n  method: dummy\ndataset: toy\n")
+    assert cli.main(["eval", str(run)]) == 2
+    assert "embeddings.pt" in _error(capsys)
+    torch.save({"not": "a tensor"}, run / "embeddings.pt")
+    assert cli.main(["eval", str(run)]) == 2
+    assert "embeddings.pt" in _error(capsys)
+    (run / "config.yaml").write_text("dataset: toy\n")
+    torch.save(torch.zeros(3, 2), run / "embeddings.pt")
+    assert cli.main(["eval", str(run)]) == 2
+    assert "method" in _error(capsys)
+
+
+# ---- error cases ----------------------------------------------------------------------------
+@pytest.mark.parametrize("args, expected", [
+    (["dumy"], r"unknown method 'dumy'.*did you mean 'dummy'"),
+    (["dummy", "--dataset", "nosuch"], r"unknown dataset 'nosuch'.*toy"),
+    (["dummy", "--set", "lrr=0.1"], r"unknown config key 'lrr'.*did you mean 'lr'"),
+    (["dummy", "--set", "encoder.hiden=3"], r"'encoder.hiden'.*did you mean 'encoder.hidden'"),
+    (["dummy", "--set", "lr"], r"malformed override 'lr'"),
+    (["dummy", "--set", "epochs=many"], r"epochs: expected int, got 'many'"),
+    (["dummy", "--set", "mode=medium"], r"mode: expected one of \['fast', 'slow'\]"),
+    (["dummy", "--config", "missing.yaml"], r"config file not found: missing.yaml"),
+    (["dummy", "--seeds", "0"], r"--seeds"),
+    (["dummy", "--seed", "-1"], r"--seed"),
+    ([], r"METHOD"),
+])
+def test_train_errors_exit_2(dummy, tmp_path, capsys, args, expected):
+    assert _train(*args) == 2
+    assert re.search(expected, _error(capsys))
+    assert not (tmp_path / "runs").exists()  # nothing is written before the config is valid
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("lr: [0.1\n", r"invalid YAML at line"),
+    ("- 1\n", r"expected a mapping"),
+    ("lr: fast\n", r"lr: expected float"),
+    ("run: 3\n", r"'run' section"),
+])
+def test_bad_yaml_exit_2(dummy, tmp_path, capsys, content, expected):
+    (tmp_path / "bad.yaml").write_text(content)
+    assert _train("dummy", "--config", "bad.yaml") == 2
+    assert re.search(expected, _error(capsys))
+
+
+def test_debug_shows_traceback(dummy, capsys):
+    assert _train("dummy", "--set", "lrr=1", "--debug") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_argparse_errors_return_2(dummy, capsys):
+    assert cli.main([]) == 2
+    assert cli.main(["train", "dummy", "--device", "tpu"]) == 2
+    assert cli.main(["--help"]) == 0
+
+
+# ---- methods, datasets ----------------------------------------------------------------------
+def test_methods_lists_dummy_despite_broken_builtin(dummy, capsys):
+    assert cli.main(["methods"]) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"dummy\s+toy\s+toy, toy-big\s+a dummy method for tests", captured.out)
+    assert "broken" in captured.err
+
+
+def test_datasets_table(dummy, monkeypatch, capsys):
+    import contrastkit.datasets as ds
+
+    @dataclass
+    class Status:
+        id: str
+        aliases: tuple
+        domain: str
+        status: str
+        path: str | None
+        description: str
+
+    roots = []
+
+    def fake_available(root=None):
+        roots.append(root)
+        return [Status("cora", (), "graph", "found", "/d/cora", "Cora citation graph"),
+                Status("computers", ("amazon-computers",), "graph", "missing", None, "Amazon")]
+
+    monkeypatch.setattr(ds, "available", fake_available, raising=False)
+    assert cli.main(["datasets", "--root", "/some/root"]) == 0
+    out = capsys.readouterr().out
+    assert roots == ["/some/root"]
+    assert re.search(r"cora\s+-\s+graph\s+found", out)
+    assert re.search(r"computers\s+amazon-computers\s+graph\s+missing", out)
+    assert "1 found, 1 missing" in out
+
+
+def test_python_dash_m_methods():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "contrastkit", "methods"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "method" in proc.stdout and "Traceback" not in proc.stderr
