@@ -377,11 +377,12 @@ def row_statistics(
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ValueError(f"block_size: expected a positive int or None, got {block_size!r}")
         block = block_size
-    if block >= N:
-        stats = plan.block_stats(a, b, tau, 0, N)
+    if block >= N and not plan.fast:
+        stats = plan.block_stats(a, b, tau, 0, N)  # dense, plain autograd
     else:
         extras = weight.tensors() if weight is not None else ()
-        stats = _BlockwiseStats.apply(plan, block, a, b, tau, *extras)
+        # the fast path is also the fastest dense computation: one tile, analytic backward
+        stats = _BlockwiseStats.apply(plan, min(block, N), a, b, tau, *extras)
     return RowStats.from_tensor(stats)
 
 
