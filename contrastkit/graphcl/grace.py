@@ -144,10 +144,11 @@ class GRACE(ContrastiveMethod):
         if c.drop_scheme == "uniform":
             return Compose([DropEdges(p_edge, symmetric=c.symmetric_edge_drop),
                             MaskFeatures(p_feature)])
-        return Compose([AdaptiveDropEdges(p_edge, centrality=c.drop_scheme,
-                                          threshold=c.drop_threshold),
-                        AdaptiveMaskFeatures(p_feature, centrality=c.drop_scheme,
-                                             threshold=c.drop_threshold, dense=c.dense_features)])
+        # feature weights are computed on the clean graph (as GCA precomputes them), so mask first
+        return Compose([AdaptiveMaskFeatures(p_feature, centrality=c.drop_scheme,
+                                             threshold=c.drop_threshold, dense=c.dense_features),
+                        AdaptiveDropEdges(p_edge, centrality=c.drop_scheme,
+                                          threshold=c.drop_threshold)])
 
     def views(self, data: Data) -> list[Data]:
         return [t(data) for t in self.augment]

@@ -1,0 +1,236 @@
+r"""GCN encoder and projection head of GRACE / GCA (reused by gCooL and POT).
+
+Encoder (k GCNConv layers, activation σ after **every** layer, including the last):
+
+.. math:: H^{(0)} = X, \qquad H^{(l)} = \sigma\big(\hat{A} H^{(l-1)} W_l + b_l\big),
+          \qquad \hat{A} = \tilde{D}^{-1/2} (A + I) \tilde{D}^{-1/2},
+
+with widths F → 2h → h for k = 2, F → 2h → 2h → … → h for k > 2 and F → h for k = 1.
+
+Projection head (used only inside the loss; evaluate on encoder outputs):
+
+.. math:: g(z) = W_2\, \mathrm{ELU}(W_1 z + b_1) + b_2 .
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GCNConv
+
+from contrastkit.core.checks import check_tensor
+
+__all__ = ["GCNEncoder", "ProjectionHead", "FixedRReLU", "ACTIVATIONS", "make_activation",
+           "RRELU_LOWER", "RRELU_UPPER"]
+
+#: Default bounds of (R)ReLU's random negative slope (PyTorch defaults, used by GCA and gCooL).
+RRELU_LOWER: float = 1.0 / 8.0
+RRELU_UPPER: float = 1.0 / 3.0
+
+
+class FixedRReLU(nn.Module):
+    r"""GCA's "rrelu": ``F.rrelu(x, training=False)``, a deterministic leaky ReLU.
+
+    .. math:: \sigma(x) = \max(x, 0) + a \min(x, 0), \qquad a = (l + u) / 2
+
+    with l = 1/8, u = 1/3, so a ≈ 0.229 in training and evaluation alike (pitfall 6).
+    """
+
+    def __init__(self, lower: float = RRELU_LOWER, upper: float = RRELU_UPPER) -> None:
+        super().__init__()
+        self.lower = float(lower)
+        self.upper = float(upper)
+
+    @property
+    def negative_slope(self) -> float:
+        return (self.lower + self.upper) / 2.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rrelu(x, lower=self.lower, upper=self.upper, training=False)
+
+    def extra_repr(self) -> str:
+        return f"lower={self.lower}, upper={self.upper}, slope={self.negative_slope:.6f}"
+
+
+#: Activation names and their constructors. "prelu" is ONE learnable slope shared by all layers
+#: (GRACE/GCA); "rrelu" is GCA's fixed slope; "rrelu_random" is gCooL's ``nn.RReLU`` module with
+#: random slopes in training mode.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "prelu": lambda: nn.PReLU(num_parameters=1),
+    "rrelu": FixedRReLU,
+    "rrelu_random": lambda: nn.RReLU(RRELU_LOWER, RRELU_UPPER),
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """Build the activation module called ``name`` (one of :data:`ACTIVATIONS`)."""
+    if not isinstance(name, str):
+        raise TypeError(f"activation: expected a name (str) or an nn.Module, "
+                        f"got {type(name).__name__}")
+    key = name.lower()
+    if key not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[key]()
+
+
+def _check_channels(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected a positive int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value}")
+    return value
+
+
+class GCNEncoder(nn.Module):
+    r"""GRACE/GCA graph encoder: ``num_layers`` GCNConv layers, activation after each one.
+
+    .. math:: H^{(l)} = \sigma\big(\hat{A} H^{(l-1)} W_l + b_l\big), \quad l = 1..k,
+              \qquad f(X, A) = H^{(k)} \in \mathbb{R}^{N \times h}
+
+    Widths: ``in_channels → 2h → … → 2h → h`` (``in_channels → h`` when k = 1). GCNConv adds
+    self-loops and uses the symmetric normalisation. The last layer is activated too (pitfall 7),
+    so with ReLU the embedding is non-negative. A single activation module is shared by all
+    layers, which for ``"prelu"`` means one learnable slope for the whole encoder.
+
+    Args:
+        in_channels: Input feature size F.
+        hidden_channels: Output size h (the inner layers have 2h channels).
+        num_layers: Number of GCNConv layers k ≥ 1 (GRACE/GCA: 2).
+        activation: One of ``"relu"``, ``"prelu"``, ``"rrelu"`` (GCA: fixed slope
+            (1/8 + 1/3)/2), ``"rrelu_random"`` (gCooL: ``nn.RReLU``, random slopes in training),
+            ``"elu"``, ``"leaky_relu"`` (slope 0.01), or an ``nn.Module`` used as is (shared).
+
+    Shapes:
+        ``forward(x [N, F], edge_index [2, E], edge_weight [E] | None) -> [N, h]``, or
+        ``forward(data)`` with a PyG ``Data`` (uses ``data.x``, ``data.edge_index`` and
+        ``data.edge_weight`` when present).
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int = 2,
+                 activation: str | nn.Module = "relu") -> None:
+        super().__init__()
+        self.in_channels = _check_channels("in_channels", in_channels)
+        self.hidden_channels = _check_channels("hidden_channels", hidden_channels)
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int):
+            raise TypeError(f"num_layers: expected an int >= 1, got {type(num_layers).__name__}")
+        if num_layers < 1:
+            raise ValueError(f"num_layers: expected an int >= 1, got {num_layers}")
+        self.num_layers = num_layers
+        if isinstance(activation, nn.Module):
+            self.activation_name = type(activation).__name__
+            self.activation = activation
+        else:
+            self.activation = make_activation(activation)
+            self.activation_name = activation.lower()
+
+        h, wide = hidden_channels, 2 * hidden_channels
+        if num_layers == 1:
+            dims = [in_channels, h]
+        else:
+            dims = [in_channels] + [wide] * (num_layers - 1) + [h]
+        self.convs = nn.ModuleList(GCNConv(dims[i], dims[i + 1]) for i in range(num_layers))
+
+    @property
+    def out_channels(self) -> int:
+        """Embedding size h."""
+        return self.hidden_channels
+
+    @property
+    def negative_slope(self) -> float | Tensor | None:
+        """Slope of the activation for negative inputs, when it is a (leaky) ReLU.
+
+        0 for ReLU, 0.01 for leaky ReLU, (1/8 + 1/3)/2 for GCA's rrelu, the learnable parameter
+        [1] for PReLU, ``None`` for activations that are not piecewise linear with one fixed
+        slope (ELU, random RReLU, custom modules). Used by bound-propagation methods (POT).
+        """
+        act = self.activation
+        if isinstance(act, nn.ReLU):
+            return 0.0
+        if isinstance(act, nn.LeakyReLU):
+            return float(act.negative_slope)
+        if isinstance(act, FixedRReLU):
+            return act.negative_slope
+        if isinstance(act, nn.PReLU):
+            return act.weight
+        return None
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every layer (and a PReLU slope)."""
+        for conv in self.convs:
+            conv.reset_parameters()
+        if isinstance(self.activation, nn.PReLU):
+            nn.init.constant_(self.activation.weight, 0.25)
+
+    def forward(self, x: Any, edge_index: Tensor | None = None,
+                edge_weight: Tensor | None = None) -> Tensor:
+        """Encode nodes: ``x`` [N, F], ``edge_index`` [2, E] → [N, h] (or ``forward(data)``)."""
+        if not isinstance(x, Tensor) and hasattr(x, "x") and hasattr(x, "edge_index"):
+            if edge_index is not None:
+                raise TypeError("edge_index: expected None when a Data object is passed, "
+                                f"got {type(edge_index).__name__}")
+            data = x
+            x, edge_index = data.x, data.edge_index
+            if edge_weight is None:
+                edge_weight = getattr(data, "edge_weight", None)
+        check_tensor("x", x, ndim=2, floating=True)
+        if x.size(1) != self.in_channels:
+            raise ValueError(f"x: expected {self.in_channels} feature columns (in_channels), "
+                             f"got shape {tuple(x.shape)}")
+        if edge_index is None:
+            raise TypeError("edge_index: expected an integer tensor [2, E], got None")
+        check_tensor("edge_index", edge_index, ndim=2, integer=True)
+        if edge_index.size(0) != 2:
+            raise ValueError(f"edge_index: expected shape [2, E], got {tuple(edge_index.shape)}")
+        if edge_weight is not None:
+            check_tensor("edge_weight", edge_weight, ndim=1, floating=True)
+            if edge_weight.numel() != edge_index.size(1):
+                raise ValueError(f"edge_weight: expected {edge_index.size(1)} values (one per "
+                                 f"edge), got {edge_weight.numel()}")
+        h = x
+        for conv in self.convs:
+            h = self.activation(conv(h, edge_index, edge_weight))
+        return h
+
+    def extra_repr(self) -> str:
+        return (f"in_channels={self.in_channels}, hidden_channels={self.hidden_channels}, "
+                f"num_layers={self.num_layers}, activation={self.activation_name!r}")
+
+
+class ProjectionHead(nn.Module):
+    r"""GRACE's projection head :math:`g(z) = W_2\,\mathrm{ELU}(W_1 z + b_1) + b_2`.
+
+    Args:
+        in_channels: Embedding size h.
+        hidden_channels: Projection size p.
+        out_channels: Output size (defaults to ``in_channels``: GRACE maps back to h).
+
+    Shapes:
+        ``forward(z [N, in_channels]) -> [N, out_channels]``.
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int,
+                 out_channels: int | None = None) -> None:
+        super().__init__()
+        self.in_channels = _check_channels("in_channels", in_channels)
+        self.hidden_channels = _check_channels("hidden_channels", hidden_channels)
+        self.out_channels = (in_channels if out_channels is None
+                             else _check_channels("out_channels", out_channels))
+        self.fc1 = nn.Linear(self.in_channels, self.hidden_channels)
+        self.fc2 = nn.Linear(self.hidden_channels, self.out_channels)
+
+    def reset_parameters(self) -> None:
+        self.fc1.reset_parameters()
+        self.fc2.reset_parameters()
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Project ``z`` [N, in_channels] → [N, out_channels]."""
+        check_tensor("z", z, ndim=2, floating=True)
+        if z.size(1) != self.in_channels:
+            raise ValueError(f"z: expected {self.in_channels} columns (in_channels), "
+                             f"got shape {tuple(z.shape)}")
+        return self.fc2(F.elu(self.fc1(z)))
