@@ -1,0 +1,140 @@
+"""Atomic checkpoint files, read back safely with ``torch.load(weights_only=True)``.
+
+A checkpoint is a plain ``dict`` of tensors, numbers, strings, lists and dicts (state dicts, RNG
+states from :mod:`contrastkit.core.seed`, a log history, a config turned into a dict). Writing goes
+to a temporary file in the same folder which is flushed, ``fsync``-ed and then moved over the
+target with :func:`os.replace`, so a crash mid-write never leaves a half-written checkpoint in
+place of a good one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["save_checkpoint", "load_checkpoint"]
+
+
+def _check_path(path: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
+    return Path(path)
+
+
+def _short(text: str, limit: int = 160) -> str:
+    """First sentence of the first line of an error message, capped at ``limit`` characters."""
+    lines = text.strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    cut = first.find(". ")
+    if cut > 0:
+        first = first[:cut]
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable (best effort; not every platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically.
+
+    The dict is saved with :func:`torch.save` into a temporary file next to ``path`` (the parent
+    folder is created if needed), flushed and ``fsync``-ed, then moved over ``path`` with
+    :func:`os.replace`. If anything fails in between, the temporary file is removed and an
+    existing checkpoint at ``path`` is left untouched.
+
+    Args:
+        path: target file.
+        state: the checkpoint; keep it to tensors, numbers, strings, ``None``, lists, tuples and
+            dicts so that :func:`load_checkpoint` (``weights_only=True``) can read it.
+
+    Returns:
+        The path written, as a :class:`~pathlib.Path`.
+
+    Raises:
+        TypeError: ``path`` is not path-like or ``state`` is not a dict.
+    """
+    path = _check_path(path)
+    if not isinstance(state, dict):
+        raise TypeError(f"state: expected a dict, got {type(state).__name__}")
+    folder = path.parent if str(path.parent) else Path(".")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(folder)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Loading uses ``torch.load(..., weights_only=True)``: no arbitrary code runs while unpickling.
+
+    Args:
+        path: the checkpoint file.
+        map_location: where tensors go (as for :func:`torch.load`); default ``"cpu"``.
+
+    Returns:
+        The checkpoint dict.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is truncated or corrupt, holds types that ``weights_only`` loading
+            refuses, or does not hold a dict.
+    """
+    path = _check_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist"
+                                + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (PermissionError, FileNotFoundError, IsADirectoryError):
+        raise
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if found:  # a well-formed file holding a class that weights_only loading does not allow
+            reason = f"unsupported type {found.group(1)}"
+            raise ValueError(
+                f"checkpoint {path} holds objects that weights_only loading refuses ({reason}); "
+                f"save only tensors, numbers, strings, None, lists and dicts") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        reason = detail.group(1).strip().splitlines()[0] if detail else _short(text)
+        raise ValueError(f"checkpoint {path} is truncated or corrupt "
+                         f"(UnpicklingError: {reason})") from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError, KeyError,
+            IndexError, AttributeError, TypeError, MemoryError) as exc:
+        msg = _short(str(exc))
+        raise ValueError(f"checkpoint {path} is truncated or corrupt "
+                         f"({type(exc).__name__}{': ' + msg if msg else ''})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {path}: expected a dict, got {type(state).__name__}")
+    return state
