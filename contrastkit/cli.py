@@ -34,7 +34,6 @@ import json
 import math
 import os
 import platform
-import random
 import re
 import sys
 import time
@@ -89,9 +88,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    from .core.seed import seed_everything
+    seed_everything(seed, deterministic=False)
 
 
 def _resolve_device(requested: Any, where: str = "--device") -> str:

@@ -79,6 +79,9 @@ class GRACEConfig:
         block_size: anchors per row block in the loss (``None``: automatic).
         eval_protocol: ``grace`` (sklearn CV logistic regression, 10/90) or ``gca`` (torch
             logistic regression, 10/10/80, validation-selected).
+        probe_cv: how the ``grace`` protocol cross-validates ``C`` on the training part: ``grace``
+            (GRACE's evaluator: one-hot targets, unshuffled 5-fold, a row counts when every
+            class's threshold is right) or ``stratified`` (shuffled stratified 5-fold accuracy).
         eval_repeats: evaluation splits per trained model (GRACE's evaluator uses 3).
         eval_every: evaluate every this many epochs during training (0: only at the end).
         checkpoint_every: write ``checkpoint.pt`` every this many epochs (0: at the end).
@@ -103,6 +106,7 @@ class GRACEConfig:
     symmetric_edge_drop: bool = False
     block_size: int | None = None
     eval_protocol: Literal["grace", "gca"] = "grace"
+    probe_cv: Literal["grace", "stratified"] = "grace"
     eval_repeats: int = 3
     eval_every: int = 0
     checkpoint_every: int = 0
@@ -115,6 +119,7 @@ class GRACEConfig:
         check_positive("lr", self.lr)
         check_choice("drop_scheme", self.drop_scheme, ("uniform", "degree", "pagerank", "evc"))
         check_choice("eval_protocol", self.eval_protocol, ("grace", "gca"))
+        check_choice("probe_cv", self.probe_cv, ("grace", "stratified"))
         for name in ("epochs", "hidden_channels", "projection_channels", "num_layers",
                      "eval_repeats"):
             if int(getattr(self, name)) < 1:
@@ -175,7 +180,8 @@ def evaluate_embeddings(config: GRACEConfig, embeddings: Tensor, data: Data,
         split_seed = seed * 1000 + r
         if config.eval_protocol == "grace":
             train, _, test = random_split(n, 0.1, 0.0, seed=split_seed)
-            res = linear_probe_cv(embeddings, y, train, test, seed=split_seed)
+            res = linear_probe_cv(embeddings, y, train, test, seed=split_seed,
+                                  cv_mode=config.probe_cv)
         else:
             train, val, test = random_split(n, 0.1, 0.1, seed=split_seed)
             res = torch_lr_probe(embeddings, y, train, val, test, seed=split_seed)
