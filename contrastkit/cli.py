@@ -360,7 +360,8 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         seed_dir.mkdir(parents=True, exist_ok=True)
         if len(seeds) > 1:
             print(f"[seed {seed}: {i + 1}/{len(seeds)}] {seed_dir}")
-        ctx = RunContext(out_dir=seed_dir, device=device, seed=seed, progress=progress)
+        ctx = RunContext(out_dir=seed_dir, device=device, seed=seed, progress=progress,
+                         resume=bool(getattr(args, "resume", False)))
         _seed_everything(seed)
         result = spec.run(copy.deepcopy(cfg), ctx)
         where = f"{spec.name}.run() result"
@@ -540,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="device (default: the config file's run.device, else auto: cuda "
                             "when available)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--resume", action="store_true",
+                       help="continue each seed from its checkpoint.pt in --out when present "
+                            "(exact resume: same result as an uninterrupted run)")
 
     ev = sub.add_parser("eval", parents=[common], help="re-evaluate a run's saved embeddings",
                         description="Re-evaluate DIR/embeddings.pt with the method's evaluation "

@@ -49,12 +49,14 @@ class RunContext:
         device: ``"cpu"`` or ``"cuda"``.
         seed: random seed of this run.
         progress: whether to show progress bars.
+        resume: continue from ``out_dir/checkpoint.pt`` when it exists (``train --resume``).
     """
 
     out_dir: Path
     device: str
     seed: int
     progress: bool = True
+    resume: bool = False
 
 
 @dataclass

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -209,7 +210,8 @@ def run(config: GRACEConfig, ctx: RunContext) -> RunResult:
                       evaluator=(lambda m: evaluate_embeddings(
                           config, m.embed(data.to(trainer.device)).cpu(), data.cpu(), ctx.seed))
                       if config.eval_every else None)
-    trainer.fit(method, [data])
+    resume = ctx.resume and (Path(ctx.out_dir) / "checkpoint.pt").exists()
+    trainer.fit(method, [data], resume=resume)
     method.eval()
     device_data = data.to(trainer.device)
     t0 = time.perf_counter()

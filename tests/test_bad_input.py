@@ -1,0 +1,101 @@
+"""Bad input gets a clear error (ValueError/TypeError naming the argument), never a silent NaN.
+
+One place for the user-facing cases the foundation issue lists; the modules' own test files cover
+each check in more detail.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch_geometric.data import Data
+
+from contrastkit.cli import main
+from contrastkit.core import nt_xent
+from contrastkit.core.trainer import Trainer
+from contrastkit.graphcl.grace import GRACE, GRACEConfig
+from contrastkit.graphcl.validate import validate_graph
+
+
+def _graph(n=6, f=4):
+    ei = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])
+    return Data(x=torch.rand(n, f), edge_index=torch.cat([ei, ei.flip(0)], 1),
+                y=torch.arange(n) % 2)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_features(bad):
+    g = _graph()
+    g.x[2, 1] = bad
+    with pytest.raises(ValueError, match=r"x: expected finite values"):
+        validate_graph(g)
+    # even without validation, the loss refuses non-finite embeddings instead of returning NaN
+    cfg = GRACEConfig(hidden_channels=8, projection_channels=8, epochs=1)
+    method = GRACE(cfg, 4)
+    with pytest.raises(ValueError, match="expected finite"):
+        Trainer(1, progress=False).fit(method, [g])
+
+
+def test_views_of_different_shapes():
+    with pytest.raises(ValueError, match=r"z1 and z2: expected the same shape"):
+        nt_xent(torch.randn(5, 8), torch.randn(6, 8))
+
+
+def test_edge_index_out_of_range():
+    g = _graph()
+    g.edge_index[1, 0] = 6
+    with pytest.raises(ValueError, match=r"edge_index.*6.*num_nodes|num_nodes.*6"):
+        validate_graph(g)
+
+
+def test_empty_graph():
+    g = Data(x=torch.zeros(0, 4), edge_index=torch.zeros(2, 0, dtype=torch.long),
+             y=torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="empty graph"):
+        validate_graph(g)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "simclr-nope"], "unknown method"),
+    (["train", "grace", "--dataset", "coraa"], "coraa"),
+    (["train", "grace", "--set", "temperature=0"], "temperature"),
+    (["train", "grace", "--set", "temperature=-0.5"], "temperature"),
+    (["train", "grace", "--set", "temprature=0.5"], "temprature"),
+    (["train", "grace", "--set", "drop_edge_p1=1.5"], "drop_edge_p1"),
+])
+def test_cli_bad_arguments_exit_2_with_a_named_error(argv, needle, tmp_path, capsys):
+    rc = main(argv + ["--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error:") and needle.lower() in err.lower(), err
+    assert "Traceback" not in err
+
+
+def test_truncated_checkpoint_on_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "grace", "--set", "epochs=1", "--set", "eval_repeats=1",
+                 "--out", str(out), "--no-progress"]) == 0
+    ckpt = out / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    rc = main(["train", "grace", "--set", "epochs=2", "--set", "eval_repeats=1",
+               "--out", str(out), "--resume", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "truncated or corrupt" in err, err
+
+
+def test_resume_continues_exactly(tmp_path):
+    """train 2 epochs; train 1 epoch then --resume to 2: identical embeddings."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["--set", "eval_repeats=1", "--set", "hidden_channels=32",
+              "--set", "projection_channels=32", "--no-progress"]
+    assert main(["train", "grace", "--set", "epochs=2", "--out", str(a)] + common) == 0
+    assert main(["train", "grace", "--set", "epochs=1", "--out", str(b)] + common) == 0
+    assert main(["train", "grace", "--set", "epochs=2", "--out", str(b), "--resume"] + common) == 0
+    ea = torch.load(a / "embeddings.pt", weights_only=True)
+    eb = torch.load(b / "embeddings.pt", weights_only=True)
+    assert torch.equal(ea, eb)
+    log = [json.loads(line) for line in (b / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1]
