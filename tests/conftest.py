@@ -80,3 +80,38 @@ def shared_root() -> Path:
     if root is None:
         pytest.skip(f"no shared data root (set {_DATA_ENV})")
     return root
+
+
+@pytest.fixture(scope="module")
+def cora_pyg(tmp_path_factory):
+    """Cora as PyG's ``Planetoid`` reads it, from a copy of the shared raw files (skips if absent)."""
+    root = shared_data_root()
+    raw = None if root is None else root / "graph" / "planetoid" / "Cora" / "raw"
+    if raw is None or not raw.is_dir():
+        pytest.skip(f"Cora raw files not found (looked for {raw}; set {_DATA_ENV})")
+    from torch_geometric.datasets import Planetoid
+
+    copy_root = tmp_path_factory.mktemp("planetoid")
+    shutil.copytree(raw, copy_root / "Cora" / "raw")
+    return Planetoid(root=str(copy_root), name="Cora")[0]
+
+
+@pytest.fixture
+def restore_global_state():
+    """Trainer runs switch on deterministic mode and reseed: give other tests their state back.
+
+    Also runs the test with one torch thread (tiny tensors are faster so on shared cores).
+    """
+    import torch
+
+    from contrastkit.core.seed import get_rng_state, set_rng_state
+
+    det = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    rng = get_rng_state()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(det, warn_only=warn_only)
+    set_rng_state(rng)

@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from contrastkit.core import distributed as D
 from contrastkit.core.checkpoint import load_checkpoint
 from contrastkit.core.method import ContrastiveMethod
-from contrastkit.core.seed import get_rng_state, set_rng_state
 from contrastkit.core.trainer import Trainer
 
 WORLD = 2
@@ -32,18 +31,7 @@ TOL = 1e-10
 EPOCHS = 3
 
 
-@pytest.fixture(autouse=True)
-def _restore_global_state():
-    """Trainer runs switch on deterministic mode and reseed: give other tests their state back."""
-    det = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    rng = get_rng_state()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                  # tiny tensors: one thread is faster on shared cores
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det, warn_only=warn_only)
-    set_rng_state(rng)
+pytestmark = pytest.mark.usefixtures("restore_global_state")
 
 
 # ---- the toy problem (shared by the workers and the single-process references) --------------

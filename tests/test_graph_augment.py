@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import shutil
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -47,23 +44,9 @@ def directed_test_graph() -> torch.Tensor:
     return torch.tensor(edges, dtype=torch.long).t().contiguous()
 
 
-def _data_root() -> Path:
-    env = os.environ.get("CONTRASTKIT_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 @pytest.fixture(scope="module")
-def cora(tmp_path_factory) -> Data:
-    raw = _data_root() / "graph" / "planetoid" / "Cora" / "raw"
-    if not raw.is_dir():
-        pytest.skip(f"Cora raw files not found at {raw} (set CONTRASTKIT_DATA)")
-    from torch_geometric.datasets import Planetoid
-
-    root = tmp_path_factory.mktemp("planetoid")
-    shutil.copytree(raw, root / "Cora" / "raw")
-    return Planetoid(root=str(root), name="Cora")[0]
+def cora(cora_pyg) -> Data:
+    return cora_pyg
 
 
 def _sigma_bound(p: float, n: int, k: float = 6.0) -> float:

@@ -264,15 +264,7 @@ class _BlockwiseStats(torch.autograd.Function):
                 continue
             if plan.fast:
                 got = plan.fast_backward(a[i:stop], b, tau, i, stop, stats_all[i:stop], g, need[:3])
-                for k, gk in enumerate(got):
-                    if gk is None:
-                        continue
-                    if k == 0:
-                        if grads[0] is None:
-                            grads[0] = torch.zeros_like(a)
-                        grads[0][i:stop] += gk
-                    else:
-                        grads[k] = gk if grads[k] is None else grads[k] + gk
+                _accumulate(grads, enumerate(got), a, i, stop)
                 continue
             with torch.enable_grad():
                 a_blk = a[i:stop].detach().requires_grad_(need[0])
@@ -285,19 +277,25 @@ class _BlockwiseStats(torch.autograd.Function):
                     break
                 got = torch.autograd.grad(stats, [inputs[k] for k in wanted], g,
                                           allow_unused=True)
-            for k, gk in zip(wanted, got):
-                if gk is None:
-                    continue
-                if k == 0:
-                    if grads[0] is None:
-                        grads[0] = torch.zeros_like(a)
-                    grads[0][i:stop] += gk
-                else:
-                    grads[k] = gk if grads[k] is None else grads[k] + gk
+            _accumulate(grads, zip(wanted, got), a, i, stop)
         inputs = (a, b, tau, *extras)
         grads = [torch.zeros_like(x) if (n and g is None) else g
                  for x, n, g in zip(inputs, need, grads)]
         return (None, None, *grads)
+
+
+def _accumulate(grads: list[Tensor | None], block_grads: Any, a: Tensor, start: int,
+                stop: int) -> None:
+    """Add one block's ``(input index, gradient)`` pairs: rows of ``a`` (index 0), others whole."""
+    for k, gk in block_grads:
+        if gk is None:
+            continue
+        if k == 0:
+            if grads[0] is None:
+                grads[0] = torch.zeros_like(a)
+            grads[0][start:stop] += gk
+        else:
+            grads[k] = gk if grads[k] is None else grads[k] + gk
 
 
 def _as_temperature(temperature: Any, num_candidates: int, like: Tensor) -> Tensor:
