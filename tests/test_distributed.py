@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastkit.core import distributed as D
+from contrastkit.core.losses import nt_xent as engine_nt_xent
 from contrastkit.core.checkpoint import load_checkpoint
 from contrastkit.core.method import ContrastiveMethod
 from contrastkit.core.trainer import Trainer
@@ -73,7 +74,9 @@ class ToyContrast(ContrastiveMethod):
         return [x + n1, x + n2]
 
     def loss(self, projections: Any, batch: Any) -> Tensor:
-        return nt_xent(projections[0], projections[1])
+        # the engine's NT-Xent with gathered candidates; the plain-torch nt_xent above is the
+        # independent reference (test_engine_nt_xent_matches_reference)
+        return engine_nt_xent(projections[0], projections[1], temperature=TAU, gather=True)
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.5)
@@ -182,7 +185,7 @@ def _worker(rank: int, world_size: int, tmp: str) -> None:
 def spawned(tmp_path_factory) -> list[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("dist")
     mp.spawn(_worker, args=(WORLD, str(tmp)), nprocs=WORLD, join=True)
-    results = [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    results = [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     for r in results:
         r["tmp"] = tmp
     return results
@@ -267,3 +270,14 @@ def test_trainer_under_ddp_matches_single_process(spawned, tmp_path):
         assert rec1["loss"] == pytest.approx(rec["loss"], rel=0, abs=TOL)
     assert spawned[0]["history"][-1]["eval_rank"] == 0.0
     assert "eval_rank" not in spawned[1]["history"][-1]
+
+
+def test_engine_nt_xent_matches_reference():
+    """Single process: the engine's NT-Xent equals the plain-torch reference used above."""
+    x, n1, n2 = full_batch()
+    w = torch.randn(IN_DIM, OUT_DIM, dtype=torch.float64, requires_grad=True)
+    h1, h2 = (x + n1) @ w, (x + n2) @ w
+    ref, = torch.autograd.grad(nt_xent(h1, h2), [w], retain_graph=True)
+    out = engine_nt_xent(h1, h2, temperature=TAU, gather=True)
+    got, = torch.autograd.grad(out, [w])
+    assert torch.allclose(out, nt_xent(h1, h2), atol=TOL) and torch.allclose(got, ref, atol=TOL)

@@ -13,7 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import check_same_shape, check_tensor
+from ..distributed import all_gather_with_grad, get_rank, is_distributed
 from ..engine import contrastive_loss
+from ..pairs import Pairs
 
 
 def info_nce(anchors: Tensor, candidates: Tensor | None = None, *, positives: Any = "aligned",
@@ -25,7 +27,7 @@ def info_nce(anchors: Tensor, candidates: Tensor | None = None, *, positives: An
 
 def nt_xent(z1: Tensor, z2: Tensor, *, temperature: float | Tensor = 0.5,
             similarity: str = "cosine", reduction: str = "mean", block_size: int | None = None,
-            **kwargs: Any) -> Tensor:
+            gather: bool = False, **kwargs: Any) -> Tensor:
     r"""Symmetric two-view InfoNCE (NT-Xent; GRACE's objective :math:`\mathcal{J}`).
 
     Every row of ``z = [z1; z2]`` (``[2N, D]``) is an anchor; its positive is the same sample in the
@@ -36,6 +38,9 @@ def nt_xent(z1: Tensor, z2: Tensor, *, temperature: float | Tensor = 0.5,
     Args:
         z1: ``[N, D]`` first view.
         z2: ``[N, D]`` second view.
+        gather: in a distributed run, compare this process's anchors with the candidates of all
+            processes (autograd-aware all-gather). Each process averages over its own anchors and
+            DDP averages the gradients, so the result equals one process on the combined batch.
 
     Returns:
         Scalar loss (or ``[2N]`` per anchor with ``reduction="none"``).
@@ -43,10 +48,26 @@ def nt_xent(z1: Tensor, z2: Tensor, *, temperature: float | Tensor = 0.5,
     check_tensor("z1", z1, ndim=2, floating=True)
     check_tensor("z2", z2, ndim=2, floating=True)
     check_same_shape("z1", z1, "z2", z2)
+    if gather and is_distributed():
+        return _gathered_nt_xent(z1, z2, temperature=temperature, similarity=similarity,
+                                 reduction=reduction, block_size=block_size, **kwargs)
     z = torch.cat([z1, z2], 0)
     return contrastive_loss(z, None, positives=z1.size(0), temperature=temperature,
                             similarity=similarity, form="infonce", reduction=reduction,
                             diagonal="exclude", block_size=block_size, **kwargs)
+
+
+def _gathered_nt_xent(z1: Tensor, z2: Tensor, **kwargs: Any) -> Tensor:
+    """NT-Xent with local anchors ``[z1; z2]`` and gathered candidates ``[Z1; Z2]`` (``2N`` rows)."""
+    n = z1.size(0)
+    Z1, Z2 = all_gather_with_grad(z1), all_gather_with_grad(z2)
+    N = Z1.size(0)
+    g = get_rank() * n + torch.arange(n, device=z1.device)
+    rows = torch.arange(2 * n, device=z1.device)
+    positives = Pairs(torch.stack([rows, torch.cat([N + g, g])]))
+    self_pairs = Pairs(torch.stack([rows, torch.cat([g, N + g])]))
+    return contrastive_loss(torch.cat([z1, z2]), torch.cat([Z1, Z2]), positives=positives,
+                            exclude=self_pairs, form="infonce", **kwargs)
 
 
 class InfoNCE(nn.Module):
