@@ -559,6 +559,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "../shared/data or ~/.cache/contrastkit)")
 
     sub.add_parser("methods", parents=[common], help="list methods")
+
+    pl = sub.add_parser("plot", parents=[common], help="plot a run's training curves "
+                        "(needs the 'plot' extra)")
+    pl.add_argument("dir", metavar="DIR", help="run folder written by `contrastkit train`")
+    pl.add_argument("--out", metavar="FILE.png", help="output image (default DIR/training.png)")
     return parser
 
 
@@ -588,8 +593,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_datasets(args)
         if args.command == "methods":
             return _cmd_methods(args)
+        if args.command == "plot":
+            from .plotting import plot_run
+            print(plot_run(args.dir, args.out))
+            return 0
         raise ValueError(f"COMMAND: unknown command {args.command!r}")
-    except _USER_ERRORS as exc:
+    except (*_USER_ERRORS, ImportError) as exc:
         if debug:
             traceback.print_exc()
         print(f"error: {_one_line(exc)}", file=sys.stderr)
