@@ -339,3 +339,50 @@ def test_row_statistics_shapes_and_half_precision_upcast():
     st = row_statistics(a.float(), positives=3, temperature=0.5)
     assert st.lse.shape == (6,) and st.pos_count.eq(1).all()
     assert contrastive_loss(a, None, positives=3, temperature=0.05).dtype == torch.float32
+
+
+def test_zero_weight_exclusions_are_not_exclusions_on_both_paths():
+    a, b, g = _data(13)
+    idx = torch.tensor([[0, 1, 2], [1, 2, 3]])
+    w = torch.tensor([0.0, 1.0, 0.0])
+    fast = contrastive_loss(a, b, exclude=Pairs(idx, w), block_size=3)
+    general = contrastive_loss(a, b, exclude=Pairs(idx, w), block_size=3,
+                               negative_weight=VectorWeight(torch.ones(M)))
+    ref = contrastive_loss(a, b, exclude=Pairs(idx[:, 1:2]), block_size=3)
+    assert torch.allclose(fast, ref, atol=1e-12) and torch.allclose(general, ref, atol=1e-12)
+
+
+def test_empty_row_statistics_have_no_gradient_on_both_paths():
+    a, b, _ = _data(14)
+    excl = torch.stack([torch.zeros(M, dtype=torch.long), torch.arange(M)])  # row 0: all excluded
+    for weight in (None, VectorWeight(torch.ones(M))):
+        st = row_statistics(a, b, positives=None, exclude=excl, negative_weight=weight,
+                            block_size=4)
+        (ga, gb) = torch.autograd.grad(st.lse[0], [a, b])
+        assert torch.count_nonzero(ga) == 0 and torch.count_nonzero(gb) == 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0])
+def test_bad_weights_are_errors_not_exclusions(bad):
+    a, b, g = _data(15)
+    table = torch.rand(3, 3)
+    table[0, 1] = bad
+    with pytest.raises(ValueError, match="table: expected finite, non-negative"):
+        LabelTable(table, torch.zeros(N, dtype=torch.long))
+    with pytest.raises(ValueError, match="fn output: expected finite"):
+        contrastive_loss(a, b, negative_weight=BlockWeight(lambda s, r: s * 0 + bad))
+
+
+def test_second_derivatives_are_refused_not_silently_wrong():
+    z1 = torch.randn(40, 8, requires_grad=True)
+    z2 = torch.randn(40, 8)
+    loss = nt_xent(z1, z2, block_size=16)
+    (g,) = torch.autograd.grad(loss, z1, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        g.sum().backward()
+
+
+def test_mixed_dtype_inputs_promote_to_the_wider():
+    a32 = torch.randn(6, 4, dtype=torch.float32)
+    b64 = torch.randn(5, 4, dtype=torch.float64)
+    assert contrastive_loss(a32, b64, positives="aligned").dtype == torch.float64

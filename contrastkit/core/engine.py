@@ -38,6 +38,7 @@ from typing import Any, Sequence
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .checks import check_choice, check_finite, check_positive, check_tensor
 from .pairs import PairSelector, as_selector
@@ -134,8 +135,8 @@ class _Plan:
                 diag_cols = ar + start
                 s[ar, diag_cols] = float(self.diagonal)
         if self.exclude is not None:
-            er, ec, _ = self.exclude.sparse_block(start, stop, M, device=s.device, dtype=s.dtype)
-            s[er, ec] = _NEG
+            er, ec, ew = self.exclude.sparse_block(start, stop, M, device=s.device, dtype=s.dtype)
+            s[er, ec] = torch.where(ew > 0, torch.full_like(ew, _NEG), s[er, ec])
         P = torch.zeros(B, device=s.device, dtype=s.dtype)
         pairs = None
         if self.positives is not None:
@@ -178,7 +179,9 @@ class _Plan:
             # ``s`` is a matmul output for cosine/dot: no backward reads it, so reuse its storage
             t = s.detach() if self.similarity in ("cosine", "dot") else s.detach().clone()
             _, pairs, diag_cols = self.mask_tile(t, start, stop)
+            masked = t <= _NEG / 2
             t.sub_(stats[:, 0:1]).exp_().mul_(grad[:, 0:1])
+            t.masked_fill_(masked, 0.0)  # an empty row's LSE is finite: keep masked entries at 0
             if pairs is not None:
                 r, c, w = pairs
                 t.index_put_((r, c), grad[r, 1] * w, accumulate=True)
@@ -251,6 +254,7 @@ class _BlockwiseStats(torch.autograd.Function):
         return stats
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor):
         a, b, tau, stats_all, *extras = ctx.saved_tensors
         plan, bs = ctx.plan, ctx.block_size
@@ -305,7 +309,7 @@ def _as_temperature(temperature: Any, num_candidates: int, like: Tensor) -> Tens
             raise ValueError(f"temperature: expected a scalar or one value per candidate "
                              f"([{num_candidates}]), got shape {tuple(temperature.shape)}")
         check_positive("temperature", temperature.detach())
-        t = temperature.to(like.dtype)
+        t = temperature.to(device=like.device, dtype=like.dtype)
         return t.reshape(()) if t.numel() == 1 and t.dim() == 1 else t
     check_positive("temperature", temperature)
     return torch.tensor(float(temperature), dtype=like.dtype, device=like.device)
@@ -361,7 +365,8 @@ def row_statistics(
             sel.validate(N, M)
 
     # the engine computes in float32 at least (half precision would overflow the exponentials)
-    dtype = torch.promote_types(anchors.dtype, torch.float32)
+    dtype = torch.promote_types(torch.promote_types(anchors.dtype, candidates.dtype),
+                                torch.float32)
     a = anchors.to(dtype)
     b = a if self_contrast else candidates.to(dtype)
     tau = _as_temperature(temperature, M, a)

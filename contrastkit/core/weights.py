@@ -46,6 +46,7 @@ class LabelTable(NegativeWeight):
         check_tensor("table", table, ndim=2, floating=True)
         if table.size(0) != table.size(1):
             raise ValueError(f"table: expected a square [K, K] table, got {tuple(table.shape)}")
+        _check_weights("table", table)
         self.table = table
         self.labels_a = check_tensor("labels_a", labels_a, ndim=1, integer=True)
         self.labels_b = self.labels_a if labels_b is None else check_tensor(
@@ -65,7 +66,7 @@ class LabelTable(NegativeWeight):
     def block(self, s, start, stop):
         la = self.labels_a[start:stop].to(s.device)
         lb = self.labels_b.to(s.device)
-        return self.table.to(s.dtype)[la[:, None], lb[None, :]]
+        return self.table.to(device=s.device, dtype=s.dtype)[la[:, None], lb[None, :]]
 
     def tensors(self):
         return (self.table,) if self.table.requires_grad else ()
@@ -76,6 +77,7 @@ class VectorWeight(NegativeWeight):
 
     def __init__(self, weight: Tensor, axis: str = "candidate") -> None:
         self.weight = check_tensor("weight", weight, ndim=1, floating=True)
+        _check_weights("weight", weight)
         if axis not in ("anchor", "candidate"):
             raise ValueError(f"axis: expected 'anchor' or 'candidate', got {axis!r}")
         self.axis = axis
@@ -87,7 +89,7 @@ class VectorWeight(NegativeWeight):
                              f"got {self.weight.numel()}")
 
     def block(self, s, start, stop):
-        w = self.weight.to(s.dtype)
+        w = self.weight.to(device=s.device, dtype=s.dtype)
         if self.axis == "anchor":
             return w[start:stop, None].expand(stop - start, s.size(1))
         return w[None, :].expand(stop - start, s.size(1))
@@ -132,10 +134,19 @@ class BlockWeight(NegativeWeight):
         if not isinstance(w, Tensor) or w.shape != s.shape:
             raise ValueError(f"fn: expected a weight tensor of shape {tuple(s.shape)}, got "
                              f"{tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__}")
+        _check_weights("fn output", w.detach())
         return w
 
     def tensors(self):
         return self._tensors
+
+
+def _check_weights(name: str, w: Tensor) -> None:
+    """Weights must be finite and non-negative: a NaN would otherwise pass as an exclusion."""
+    bad = ~torch.isfinite(w) | (w < 0)
+    if bool(bad.any()):
+        raise ValueError(f"{name}: expected finite, non-negative weights, got {int(bad.sum())} "
+                         f"NaN, infinite or negative entries")
 
 
 def _cell_filled(cell: Any) -> bool:
