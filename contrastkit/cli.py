@@ -306,6 +306,12 @@ def _run_info(spec: MethodSpec, seeds: list[int], device: str, argv: Sequence[st
 def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     yaml_layer: dict[str, Any] = {}
     run_info: dict[str, Any] = {}
+    if getattr(args, "resume", False):
+        if not args.out:
+            raise ValueError("--resume: expected --out DIR, the run folder to continue")
+        saved = Path(args.out) / "config.yaml"
+        if args.config is None and saved.is_file():
+            args.config = str(saved)  # continue what the run did; flags still override
     cfg_file = str(args.config) if args.config else ""
     if args.config:
         yaml_layer = load_yaml(args.config)
@@ -413,7 +419,7 @@ def _updated_per_seed(old: Mapping[str, Any], seeds: list[int], metrics: dict[st
             not all(isinstance(m, Mapping) for m in per_seed):
         return None
     updated = [dict(m) for m in per_seed]
-    updated[0] = dict(metrics)
+    updated[0] = {**updated[0], **metrics}  # keep what evaluate() does not recompute (costs)
     return updated
 
 
@@ -457,7 +463,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if len(seeds) > 1:
             _warn(f"{metrics_path} has no per-seed metrics to update; writing the metrics of "
                   f"seed {seeds[0]} only")
-        summary = {**metrics, "seed": seeds[0]}
+        kept = {k: v for k, v in old.items() if k not in ("per_seed", "seeds") and
+                not k.endswith("_std")} if len(seeds) == 1 else {}
+        summary = {**kept, **metrics, "seed": seeds[0]}
     if "time_total_s" in old:
         summary["time_total_s"] = old["time_total_s"]
     _write_json(metrics_path, summary)

@@ -99,3 +99,16 @@ def test_resume_continues_exactly(tmp_path):
     assert torch.equal(ea, eb)
     log = [json.loads(line) for line in (b / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [0, 1]
+
+
+def test_resume_needs_the_run_folder_and_keeps_its_config(tmp_path, capsys):
+    assert main(["train", "grace", "--resume", "--no-progress"]) == 2
+    assert "--resume: expected --out" in capsys.readouterr().err
+    out = tmp_path / "run"
+    common = ["--set", "eval_repeats=1", "--set", "hidden_channels=16",
+              "--set", "projection_channels=16", "--no-progress"]
+    assert main(["train", "grace", "--set", "epochs=1", "--out", str(out)] + common) == 0
+    assert main(["train", "grace", "--out", str(out), "--resume", "--no-progress"]) == 0
+    import yaml
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["epochs"] == 1 and saved["hidden_channels"] == 16
