@@ -36,6 +36,7 @@ import os
 import platform
 import re
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -144,9 +145,17 @@ def _check_embeddings(emb: Any, where: str) -> torch.Tensor:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``data`` atomically: a unique temporary file in the same folder, fsync, rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _aggregate(per_seed: list[dict[str, float]], seeds: list[int]) -> dict[str, Any]:
