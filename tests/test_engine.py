@@ -285,13 +285,14 @@ def test_blockwise_never_materialises_full_matrix(monkeypatch):
     """Every tile the engine forms has at most block_size rows (forward and backward)."""
     import contrastkit.core.engine as eng
     seen = []
-    orig = eng._Plan.logits
+    for name in ("tile_stats", "tile_grad"):
+        orig = getattr(eng._Plan, name)
 
-    def spy(self, a, b, tau):
-        seen.append(a.size(0))
-        return orig(self, a, b, tau)
+        def spy(self, s, *args, _orig=orig):
+            seen.append(s.size(0))
+            return _orig(self, s, *args)
 
-    monkeypatch.setattr(eng._Plan, "logits", spy)
+        monkeypatch.setattr(eng._Plan, name, spy)
     z = torch.randn(100, 8, requires_grad=True)
     loss = contrastive_loss(z, None, positives=50, block_size=16)
     loss.backward()

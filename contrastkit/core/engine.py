@@ -149,51 +149,120 @@ class _Plan:
                 s[r, c] = _NEG
         return P, pairs, diag_cols
 
+    @property
+    def factored(self) -> bool:
+        """Whether logits are one matmul of per-row factors (cosine and dot similarity)."""
+        return self.similarity in ("cosine", "dot")
+
+    def anchor_factor(self, a: Tensor, tau: Tensor) -> Tensor:
+        """Anchor rows ``a'`` with ``s = a' b'^T`` (normalised, scalar ``1/tau`` folded in)."""
+        if self.similarity == "cosine":
+            a = torch.nn.functional.normalize(a, dim=-1, eps=1e-12)
+        return a if tau.dim() == 1 else a / tau
+
+    def candidate_factor(self, b: Tensor, tau: Tensor) -> Tensor:
+        """Candidate rows ``b'`` with ``s = a' b'^T`` (normalised, per-candidate ``1/tau``)."""
+        if self.similarity == "cosine":
+            b = torch.nn.functional.normalize(b, dim=-1, eps=1e-12)
+        return b / tau[:, None] if tau.dim() == 1 else b
+
     @torch.no_grad()
-    def fast_stats(self, a: Tensor, b: Tensor, tau: Tensor, start: int, stop: int) -> Tensor:
-        """Fast path statistics ``[B, 5]`` (no autograd)."""
-        s = self.logits(a, b, tau)
+    def tile_stats(self, s: Tensor, start: int, stop: int, mask_buf: Tensor | None = None
+                   ) -> Tensor:
+        """Fast path statistics ``[B, 5]`` from the logit tile ``s`` (modified in place).
+
+        ``mask_buf`` is an optional reusable boolean buffer of at least ``s``'s shape."""
         P, pairs, _ = self.mask_tile(s, start, stop)
         Q = torch.zeros_like(P)
         if pairs is not None:
             Q.index_add_(0, pairs[0], pairs[2])
-        count = (s > _NEG / 2).sum(1).to(s.dtype)
+        kept = torch.gt(s, _NEG / 2, out=None if mask_buf is None else mask_buf[:s.size(0)])
+        count = kept.sum(1).to(s.dtype)
         m = s.amax(1, keepdim=True)
         lse = s.sub_(m).exp_().sum(1).log_().add_(m.squeeze(1))
         return torch.stack([lse, P, Q, torch.zeros_like(lse), count], dim=1)
 
-    def fast_backward(self, a: Tensor, b: Tensor, tau: Tensor, start: int, stop: int,
-                      stats: Tensor, grad: Tensor, inputs_needed: Sequence[bool]
-                      ) -> list[Tensor | None]:
-        """Fast path gradients for one block: analytic ``dL/ds``, autograd through ``sim / tau``.
+    @torch.no_grad()
+    def tile_grad(self, s: Tensor, start: int, stop: int, stats: Tensor, grad: Tensor,
+                  mask_buf: Tensor | None = None) -> Tensor:
+        """``dL/ds`` for the logit tile ``s`` (overwritten in place and returned).
 
-        ``dL/ds_ij = g_lse_i softmax_ij + g_P_i q_ij`` (zero at masked entries and at a fixed
-        diagonal logit); it is then back-propagated through the similarity and the temperature.
+        ``dL/ds_ij = g_lse_i softmax_ij + g_P_i q_ij``, zero at masked entries (also in an empty
+        row, whose LSE is finite) and at a fixed diagonal logit.
         """
+        _, pairs, diag_cols = self.mask_tile(s, start, stop)
+        masked = torch.le(s, _NEG / 2, out=None if mask_buf is None else mask_buf[:s.size(0)])
+        s.sub_(stats[:, 0:1]).exp_().mul_(grad[:, 0:1])
+        s.masked_fill_(masked, 0.0)
+        if pairs is not None:
+            r, c, w = pairs
+            s.index_put_((r, c), grad[r, 1] * w, accumulate=True)
+        if diag_cols is not None:
+            s[torch.arange(s.size(0), device=s.device), diag_cols] = 0
+        return s
+
+    @torch.no_grad()
+    def fast_forward(self, a: Tensor, b: Tensor, tau: Tensor, block_size: int) -> Tensor:
+        """Fast path statistics ``[N, 5]`` in row blocks; one reused tile buffer when factored."""
+        N = a.size(0)
+        out = []
+        if self.factored:
+            bp_t = self.candidate_factor(b, tau).t()
+            buf = a.new_empty(min(block_size, N), bp_t.size(1))
+            mask_buf = torch.empty(buf.shape, dtype=torch.bool, device=a.device)
+            for i in range(0, N, block_size):
+                stop = min(i + block_size, N)
+                s = torch.mm(self.anchor_factor(a[i:stop], tau), bp_t, out=buf[:stop - i])
+                out.append(self.tile_stats(s, i, stop, mask_buf))
+        else:
+            for i in range(0, N, block_size):
+                stop = min(i + block_size, N)
+                out.append(self.tile_stats(self.logits(a[i:stop], b, tau), i, stop))
+        return torch.cat(out, 0)
+
+    def fast_backward(self, a: Tensor, b: Tensor, tau: Tensor, stats: Tensor, grad: Tensor,
+                      need: Sequence[bool], block_size: int) -> list[Tensor | None]:
+        """Fast path gradients ``[d/da, d/db, d/dtau]``: analytic ``dL/ds`` per recomputed tile.
+
+        Factored similarities back-propagate the tile by hand (``dL/da' = G b'``,
+        ``dL/db' = G^T a'``) and use autograd only for the cheap per-row factors; the others
+        back-propagate each tile through :meth:`logits` with autograd.
+        """
+        N = a.size(0)
+        grads: list[Tensor | None] = [None, None, None]
         with torch.enable_grad():
-            a_blk = a.detach().requires_grad_(inputs_needed[0])
-            b_d = b.detach().requires_grad_(inputs_needed[1])
-            tau_d = tau.detach().requires_grad_(inputs_needed[2])
-            s = self.logits(a_blk, b_d, tau_d)
-        with torch.no_grad():
-            # ``s`` is a matmul output for cosine/dot: no backward reads it, so reuse its storage
-            t = s.detach() if self.similarity in ("cosine", "dot") else s.detach().clone()
-            _, pairs, diag_cols = self.mask_tile(t, start, stop)
-            masked = t <= _NEG / 2
-            t.sub_(stats[:, 0:1]).exp_().mul_(grad[:, 0:1])
-            t.masked_fill_(masked, 0.0)  # an empty row's LSE is finite: keep masked entries at 0
-            if pairs is not None:
-                r, c, w = pairs
-                t.index_put_((r, c), grad[r, 1] * w, accumulate=True)
-            if diag_cols is not None:
-                t[torch.arange(t.size(0), device=t.device), diag_cols] = 0
-        inputs = [a_blk, b_d, tau_d]
-        wanted = [k for k, n in enumerate(inputs_needed) if n]
-        got = torch.autograd.grad(s, [inputs[k] for k in wanted], t, allow_unused=True)
-        out: list[Tensor | None] = [None, None, None]
-        for k, g in zip(wanted, got):
-            out[k] = g
-        return out
+            b_d = b.detach().requires_grad_(need[1])
+            tau_d = tau.detach().requires_grad_(need[2])
+            bp = self.candidate_factor(b_d, tau_d) if self.factored else None
+        bp_det = bp.detach() if bp is not None else None
+        grad_bp = (torch.zeros_like(bp_det) if bp is not None and bp.requires_grad else None)
+        buf = a.new_empty(min(block_size, N), b.size(0)) if self.factored else None
+        mask_buf = torch.empty((min(block_size, N), b.size(0)), dtype=torch.bool, device=a.device)
+        for i in range(0, N, block_size):
+            stop = min(i + block_size, N)
+            g = grad[i:stop]
+            if not bool(g.any()):
+                continue
+            with torch.enable_grad():
+                a_blk = a[i:stop].detach().requires_grad_(need[0])
+                if self.factored:
+                    ap = self.anchor_factor(a_blk, tau_d)
+                    s = torch.mm(ap.detach(), bp_det.t(), out=buf[:stop - i])
+                else:
+                    s = self.logits(a_blk, b_d, tau_d)
+            t = self.tile_grad(s.detach(), i, stop, stats[i:stop], g, mask_buf)
+            if self.factored:
+                if grad_bp is not None:
+                    grad_bp.addmm_(t.t(), ap.detach())
+                if ap.requires_grad:
+                    _accumulate(grads, _grads_of(ap, t @ bp_det, [a_blk, tau_d], need[::2], (0, 2)),
+                                a, i, stop)
+            else:
+                _accumulate(grads, _grads_of(s, t, [a_blk, b_d, tau_d], need, (0, 1, 2)),
+                            a, i, stop)
+        if grad_bp is not None:
+            _accumulate(grads, _grads_of(bp, grad_bp, [b_d, tau_d], need[1:], (1, 2)), a, 0, N)
+        return grads
 
     def block_stats(self, a: Tensor, b: Tensor, tau: Tensor, start: int, stop: int) -> Tensor:
         """Statistics ``[stop - start, 5]`` for anchors ``a = anchors[start:stop]``."""
@@ -244,12 +313,14 @@ class _BlockwiseStats(torch.autograd.Function):
     def forward(ctx, plan: _Plan, block_size: int, a: Tensor, b: Tensor, tau: Tensor,
                 *extras: Tensor) -> Tensor:
         N = a.size(0)
-        fn = plan.fast_stats if plan.fast else plan.block_stats
-        with torch.no_grad():
-            out = [fn(a[i:i + block_size], b, tau, i, min(i + block_size, N))
-                   for i in range(0, N, block_size)]
+        if plan.fast:
+            stats = plan.fast_forward(a, b, tau, block_size)
+        else:
+            with torch.no_grad():
+                stats = torch.cat([plan.block_stats(a[i:i + block_size], b, tau, i,
+                                                    min(i + block_size, N))
+                                   for i in range(0, N, block_size)], 0)
         ctx.plan, ctx.block_size = plan, block_size
-        stats = torch.cat(out, 0)
         ctx.save_for_backward(a, b, tau, stats, *extras)
         return stats
 
@@ -261,14 +332,12 @@ class _BlockwiseStats(torch.autograd.Function):
         need = ctx.needs_input_grad[2:]
         N = a.size(0)
         grads: list[Tensor | None] = [None] * (3 + len(extras))
-        for i in range(0, N, bs):
+        if plan.fast:
+            grads = plan.fast_backward(a, b, tau, stats_all, grad_out, need[:3], bs)
+        for i in range(0, N if not plan.fast else 0, bs):
             stop = min(i + bs, N)
             g = grad_out[i:stop]
             if not bool(g.any()):
-                continue
-            if plan.fast:
-                got = plan.fast_backward(a[i:stop], b, tau, i, stop, stats_all[i:stop], g, need[:3])
-                _accumulate(grads, enumerate(got), a, i, stop)
                 continue
             with torch.enable_grad():
                 a_blk = a[i:stop].detach().requires_grad_(need[0])
@@ -286,6 +355,17 @@ class _BlockwiseStats(torch.autograd.Function):
         grads = [torch.zeros_like(x) if (n and g is None) else g
                  for x, n, g in zip(inputs, need, grads)]
         return (None, None, *grads)
+
+
+def _grads_of(output: Tensor, grad_output: Tensor, inputs: Sequence[Tensor],
+              need: Sequence[bool], slots: Sequence[int]) -> list[tuple[int, Tensor | None]]:
+    """``(slot, d output / d input)`` for the inputs that need a gradient (autograd)."""
+    wanted = [k for k, n in enumerate(need) if n and inputs[k].requires_grad]
+    if not wanted:
+        return []
+    got = torch.autograd.grad(output, [inputs[k] for k in wanted], grad_output,
+                              allow_unused=True)
+    return [(slots[k], gk) for k, gk in zip(wanted, got)]
 
 
 def _accumulate(grads: list[Tensor | None], block_grads: Any, a: Tensor, start: int,
