@@ -18,8 +18,16 @@ from contrastkit.core.losses import decoupled_loss, nt_xent, supcon_loss
 from contrastkit.core.pairs import Aligned, Dense, Pairs, SameLabel
 from contrastkit.core.weights import BlockWeight, LabelTable, VectorWeight
 
-torch.set_default_dtype(torch.float64)
 N, M, D = 11, 9, 5
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """The references run in float64; restore the default dtype for the other test modules."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def _sim(a, b, kind):
