@@ -164,6 +164,21 @@ def _grid_search(make: Callable[[float], Any], x: np.ndarray, y_fit: np.ndarray,
 # ---------------------------------------------------------------------------------------------
 # Splits
 # ---------------------------------------------------------------------------------------------
+def _cv_inputs(embeddings: Any, y: Any, train_idx: Any, test_idx: Any, cs: Any, folds: Any,
+               n_jobs: Any, normalize: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                      np.ndarray, np.ndarray, int, int]:
+    """Validated inputs of a cross-validated probe: ``(x, labels, train, test, grid, folds, jobs)``."""
+    x, labels = _features_and_labels(embeddings, y)
+    tr = _indices("train_idx", train_idx, x.shape[0])
+    te = _indices("test_idx", test_idx, x.shape[0])
+    _disjoint(train_idx=tr, test_idx=te)
+    grid = _grid("cs", cs)
+    folds = _check_int("folds", folds, minimum=2)
+    if normalize:
+        x = _normalize_rows(x)
+    return x, labels, tr, te, grid, folds, _n_jobs(n_jobs)
+
+
 def random_split(num_nodes: int, train_ratio: float, val_ratio: float = 0.0, *, seed: int,
                  stratify: Any = None) -> tuple[Tensor, Tensor, Tensor]:
     """Seeded random train / validation / test split of ``range(num_nodes)``.
@@ -277,16 +292,9 @@ def linear_probe_cv(embeddings: Any, y: Any, train_idx: Any, test_idx: Any, *,
     from sklearn.model_selection import KFold, StratifiedKFold
     from sklearn.multiclass import OneVsRestClassifier
 
-    x, labels = _features_and_labels(embeddings, y)
-    tr = _indices("train_idx", train_idx, x.shape[0])
-    te = _indices("test_idx", test_idx, x.shape[0])
-    _disjoint(train_idx=tr, test_idx=te)
-    grid = _grid("cs", cs)
-    folds = _check_int("folds", folds, minimum=2)
-    n_jobs = _n_jobs(n_jobs)
     check_choice("cv_mode", cv_mode, ("stratified", "grace"))
-    if normalize:
-        x = _normalize_rows(x)
+    x, labels, tr, te, grid, folds, n_jobs = _cv_inputs(embeddings, y, train_idx, test_idx, cs,
+                                                        folds, n_jobs, normalize)
     x_tr, y_tr = x[tr], labels[tr]
     if tr.size < folds:
         raise ValueError(f"train_idx: {tr.size} training samples cannot be split into "
@@ -557,15 +565,8 @@ def svm_probe(embeddings: Any, y: Any, train_idx: Any, test_idx: Any, *,
     from sklearn.model_selection import StratifiedKFold
     from sklearn.svm import LinearSVC
 
-    x, labels = _features_and_labels(embeddings, y)
-    tr = _indices("train_idx", train_idx, x.shape[0])
-    te = _indices("test_idx", test_idx, x.shape[0])
-    _disjoint(train_idx=tr, test_idx=te)
-    grid = _grid("cs", cs)
-    folds = _check_int("folds", folds, minimum=2)
-    n_jobs = _n_jobs(n_jobs)
-    if normalize:
-        x = _normalize_rows(x)
+    x, labels, tr, te, grid, folds, n_jobs = _cv_inputs(embeddings, y, train_idx, test_idx, cs,
+                                                        folds, n_jobs, normalize)
     x_tr, y_tr = x[tr], labels[tr]
     _check_cv_classes(y_tr, folds)
     splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
