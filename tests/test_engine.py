@@ -395,3 +395,29 @@ def test_mixed_dtype_inputs_promote_to_the_wider():
     a32 = torch.randn(6, 4, dtype=torch.float32)
     b64 = torch.randn(5, 4, dtype=torch.float64)
     assert contrastive_loss(a32, b64, positives="aligned").dtype == torch.float64
+
+
+def test_dclw_positive_coefficients():
+    """DCLW: l_i = -w_i s_i+ + log sum_{j != i, i+} e^{s_ij}, with w as a coefficient."""
+    g = torch.Generator().manual_seed(16)
+    z1 = torch.randn(6, 4, generator=g, requires_grad=True)
+    z2 = torch.randn(6, 4, generator=g, requires_grad=True)
+    z = torch.cat([z1, z2])
+    coef = torch.rand(12, generator=g) + 0.5
+    rows = torch.arange(12)
+    pairs = Pairs(torch.stack([rows, (rows + 6) % 12]), coef)
+    zn = F.normalize(z, dim=1)
+    ref = 0.0
+    for i in range(12):
+        s = zn[i] @ zn.t() / 0.3
+        p = (i + 6) % 12
+        neg = torch.stack([s[j] for j in range(12) if j not in (i, p)])
+        ref = ref + (-coef[i] * s[p] + torch.logsumexp(neg, 0))
+    ref = ref / 12
+    for bs in (None, 5):
+        out = contrastive_loss(z, None, positives=pairs, temperature=0.3, form="decoupled",
+                               positive_mean=False, block_size=bs)
+        assert torch.allclose(out, ref, atol=1e-10)
+        g1 = torch.autograd.grad(out, [z1, z2])
+        g2 = torch.autograd.grad(ref, [z1, z2], retain_graph=True)
+        assert all(torch.allclose(x, y, atol=1e-10) for x, y in zip(g1, g2))

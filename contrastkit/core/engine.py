@@ -469,11 +469,15 @@ def row_statistics(
     return RowStats.from_tensor(stats)
 
 
-def reduce_rows(stats: RowStats, form: str = "infonce", reduction: str = "mean") -> Tensor:
+def reduce_rows(stats: RowStats, form: str = "infonce", reduction: str = "mean", *,
+                positive_mean: bool = True) -> Tensor:
     """Combine row statistics into the loss ``form`` (see the module table) and reduce it.
 
     ``reduction="none"`` returns ``[N]`` per-anchor values (0 for empty rows); ``"mean"`` averages
     over the rows that have positives and a non-empty denominator (``pair_mean``: over pairs).
+    With ``positive_mean=False`` the ``infonce``/``decoupled`` forms use ``LSE_i - P_i``: positive
+    weights are coefficients on the positive logits (DCLW's ``w_i s_i+``) instead of averaging
+    weights.
     """
     check_choice("form", form, FORMS)
     check_choice("reduction", reduction, REDUCTIONS)
@@ -481,7 +485,7 @@ def reduce_rows(stats: RowStats, form: str = "infonce", reduction: str = "mean")
     has_den = dcount > 0
     if form in ("infonce", "supcon", "decoupled"):
         valid = has_den & (Q > 0)
-        per_row = lse - P / torch.where(valid, Q, torch.ones_like(Q))
+        per_row = lse - (P / torch.where(valid, Q, torch.ones_like(Q)) if positive_mean else P)
     elif form == "positive_mass":
         valid = has_den & (Q > 0)
         per_row = lse - plse
@@ -514,6 +518,7 @@ def contrastive_loss(
     diagonal: str | float = "exclude",
     negative_weight: Any = None,
     normalize_weights: bool = False,
+    positive_mean: bool = True,
     block_size: int | None = None,
 ) -> Tensor:
     r"""The general contrastive loss: who is compared with whom, with what weight, in which form.
@@ -536,6 +541,8 @@ def contrastive_loss(
             ``"negative"``, or set its logit to a fixed float.
         negative_weight: denominator weights ``w_ij`` (see :mod:`contrastkit.core.weights`).
         normalize_weights: use row-normalised weights ``w_ij / sum_k w_ik``.
+        positive_mean: ``infonce``/``decoupled``: average the positive logits with their weights
+            (``P / Q``, SupCon) or, if False, use the weights as coefficients (``P``, DCLW).
         block_size: anchors per row block; ``None`` picks dense for small ``N x M``.
 
     Returns:
@@ -548,4 +555,4 @@ def contrastive_loss(
         negative_weight=negative_weight, normalize_weights=normalize_weights,
         positives_in_denominator=form != "decoupled", need_pos_lse=form == "positive_mass",
         block_size=block_size)
-    return reduce_rows(stats, form, reduction)
+    return reduce_rows(stats, form, reduction, positive_mean=positive_mean)
