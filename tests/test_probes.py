@@ -370,3 +370,14 @@ def test_fixed_split_probe_errors():
         P.fixed_split_probe(x, y, tr, te[:5], te, cs=SMALL_CS)
     with pytest.raises(ValueError, match="select_by"):
         P.fixed_split_probe(x, y, tr, va, te, select_by="loss")
+
+
+def test_torch_lr_probe_trains_under_no_grad():
+    """A trainer runs evaluators under no_grad; the probe must still train its classifier."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (300,), generator=g)
+    emb = torch.nn.functional.one_hot(y, 3).float() + 0.2 * torch.randn(300, 3, generator=g)
+    idx = torch.randperm(300, generator=g)
+    with torch.no_grad():
+        res = P.torch_lr_probe(emb, y, idx[:60], idx[60:120], idx[120:], epochs=200, seed=0)
+    assert res["acc"] > 0.9

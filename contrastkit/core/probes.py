@@ -406,7 +406,8 @@ def torch_lr_probe(embeddings: Any, y: Any, train_idx: Any, val_idx: Any, test_i
 
     # Tiny full-batch steps are dominated by thread start-up: run them single-threaded on CPU.
     small = dev.type == "cpu" and tr.size * x.shape[1] * classes.size <= 2 ** 24
-    with _single_thread(small):
+    # the probe trains even when called under no_grad (e.g. as a trainer's periodic evaluator)
+    with _single_thread(small), torch.enable_grad():
         best_val, best_epoch, best_state = _train_lr(lin, opt, x_tr, y_tr, x_va, y_va, epochs,
                                                      eval_every, has_val)
     if best_state is not None:
