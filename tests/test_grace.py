@@ -121,3 +121,13 @@ def test_gca_protocol_uses_public_splits_when_the_dataset_has_them(monkeypatch):
     data = Data(y=torch.arange(n) % 3, train_mask=tm, val_mask=vm, test_mask=te)
     out = evaluate_embeddings(GCAConfig(), torch.randn(n, 4), data, seed=0)
     assert calls == [(10, 20, 50, 800)] * 20 and out["micro_f1"] == 0.5
+
+
+def test_gca_periodic_evaluation_through_the_cli(tmp_path):
+    """eval_every runs GCA's evaluator (which trains a classifier) inside the trainer's no_grad."""
+    out = tmp_path / "gca"
+    assert main(["train", "gca", "--dataset", "cora", "--set", "epochs=2", "--set", "eval_every=1",
+                 "--set", "hidden_channels=32", "--set", "projection_channels=16",
+                 "--out", str(out), "--no-progress"]) == 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1] and all(0 < r["micro_f1"] <= 1 for r in log)
