@@ -421,3 +421,12 @@ def test_dclw_positive_coefficients():
         g1 = torch.autograd.grad(out, [z1, z2])
         g2 = torch.autograd.grad(ref, [z1, z2], retain_graph=True)
         assert all(torch.allclose(x, y, atol=1e-10) for x, y in zip(g1, g2))
+
+
+def test_bad_pair_weights_are_errors():
+    idx = torch.tensor([[0, 1], [1, 2]])
+    for bad in (float("nan"), -0.5):
+        with pytest.raises(ValueError, match="weight: expected finite, non-negative"):
+            Pairs(idx, torch.tensor([1.0, bad]))
+        with pytest.raises(ValueError, match="weight: expected finite, non-negative"):
+            Dense(torch.tensor([[1.0, bad]]))

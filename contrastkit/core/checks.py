@@ -79,3 +79,16 @@ def check_same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{name_a} and {name_b}: expected the same shape, got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def check_weights(name: str, value: Tensor) -> Tensor:
+    """Raise ``ValueError`` unless every entry is finite and non-negative.
+
+    Pair and denominator weights use 0 for "not selected", so a NaN or a negative weight would
+    otherwise pass silently as an exclusion.
+    """
+    bad = ~torch.isfinite(value) | (value < 0)
+    if bool(bad.any()):
+        raise ValueError(f"{name}: expected finite, non-negative weights, got {int(bad.sum())} "
+                         f"NaN, infinite or negative entries")
+    return value

@@ -331,26 +331,23 @@ class _BlockwiseStats(torch.autograd.Function):
         plan, bs = ctx.plan, ctx.block_size
         need = ctx.needs_input_grad[2:]
         N = a.size(0)
-        grads: list[Tensor | None] = [None] * (3 + len(extras))
         if plan.fast:
             grads = plan.fast_backward(a, b, tau, stats_all, grad_out, need[:3], bs)
-        for i in range(0, N if not plan.fast else 0, bs):
-            stop = min(i + bs, N)
-            g = grad_out[i:stop]
-            if not bool(g.any()):
-                continue
-            with torch.enable_grad():
-                a_blk = a[i:stop].detach().requires_grad_(need[0])
-                b_d = b.detach().requires_grad_(need[1])
-                tau_d = tau.detach().requires_grad_(need[2])
-                stats = plan.block_stats(a_blk, b_d, tau_d, i, stop)
-                inputs = [a_blk, b_d, tau_d, *extras]
-                wanted = [k for k, n in enumerate(need) if n]
-                if not wanted:
-                    break
-                got = torch.autograd.grad(stats, [inputs[k] for k in wanted], g,
-                                          allow_unused=True)
-            _accumulate(grads, zip(wanted, got), a, i, stop)
+        else:  # recompute each tile under autograd (weights with parameters, dense selectors)
+            grads = [None] * (3 + len(extras))
+            slots = tuple(range(3 + len(extras)))
+            for i in range(0, N, bs):
+                stop = min(i + bs, N)
+                g = grad_out[i:stop]
+                if not bool(g.any()):
+                    continue
+                with torch.enable_grad():
+                    a_blk = a[i:stop].detach().requires_grad_(need[0])
+                    b_d = b.detach().requires_grad_(need[1])
+                    tau_d = tau.detach().requires_grad_(need[2])
+                    stats = plan.block_stats(a_blk, b_d, tau_d, i, stop)
+                    _accumulate(grads, _grads_of(stats, g, [a_blk, b_d, tau_d, *extras], need,
+                                                 slots), a, i, stop)
         inputs = (a, b, tau, *extras)
         grads = [torch.zeros_like(x) if (n and g is None) else g
                  for x, n, g in zip(inputs, need, grads)]

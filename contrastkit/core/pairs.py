@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checks import check_tensor
+from .checks import check_tensor, check_weights
 
 
 class PairSelector:
@@ -114,8 +114,7 @@ class Pairs(PairSelector):
             if weight.numel() != index.size(1):
                 raise ValueError(f"weight: expected {index.size(1)} entries (one per pair), "
                                  f"got {weight.numel()}")
-            if bool((weight < 0).any()):
-                raise ValueError("weight: expected non-negative pair weights, got a negative one")
+            check_weights("weight", weight)
         order = torch.argsort(index[0], stable=True)
         self.rows = index[0, order].contiguous()
         self.cols = index[1, order].contiguous()
@@ -155,7 +154,7 @@ class Dense(PairSelector):
     """Soft or dense pair weights given as a full ``[N, M]`` tensor (e.g. SwAV's codes)."""
 
     def __init__(self, weight: Tensor) -> None:
-        self.weight = check_tensor("weight", weight, ndim=2, floating=True)
+        self.weight = check_weights("weight", check_tensor("weight", weight, ndim=2, floating=True))
 
     def validate(self, num_anchors, num_candidates):
         if tuple(self.weight.shape) != (num_anchors, num_candidates):

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .checks import check_tensor
+from .checks import check_tensor, check_weights
 
 
 class NegativeWeight:
@@ -46,7 +46,7 @@ class LabelTable(NegativeWeight):
         check_tensor("table", table, ndim=2, floating=True)
         if table.size(0) != table.size(1):
             raise ValueError(f"table: expected a square [K, K] table, got {tuple(table.shape)}")
-        _check_weights("table", table)
+        check_weights("table", table)
         self.table = table
         self.labels_a = check_tensor("labels_a", labels_a, ndim=1, integer=True)
         self.labels_b = self.labels_a if labels_b is None else check_tensor(
@@ -77,7 +77,7 @@ class VectorWeight(NegativeWeight):
 
     def __init__(self, weight: Tensor, axis: str = "candidate") -> None:
         self.weight = check_tensor("weight", weight, ndim=1, floating=True)
-        _check_weights("weight", weight)
+        check_weights("weight", weight)
         if axis not in ("anchor", "candidate"):
             raise ValueError(f"axis: expected 'anchor' or 'candidate', got {axis!r}")
         self.axis = axis
@@ -134,19 +134,11 @@ class BlockWeight(NegativeWeight):
         if not isinstance(w, Tensor) or w.shape != s.shape:
             raise ValueError(f"fn: expected a weight tensor of shape {tuple(s.shape)}, got "
                              f"{tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__}")
-        _check_weights("fn output", w.detach())
+        check_weights("fn output", w.detach())
         return w
 
     def tensors(self):
         return self._tensors
-
-
-def _check_weights(name: str, w: Tensor) -> None:
-    """Weights must be finite and non-negative: a NaN would otherwise pass as an exclusion."""
-    bad = ~torch.isfinite(w) | (w < 0)
-    if bool(bad.any()):
-        raise ValueError(f"{name}: expected finite, non-negative weights, got {int(bad.sum())} "
-                         f"NaN, infinite or negative entries")
 
 
 def _cell_filled(cell: Any) -> bool:
