@@ -99,6 +99,10 @@ class MethodSpec:
 _BUILTIN: dict[str, str] = {
     "grace": "contrastkit.graphcl.grace",
     "gca": "contrastkit.graphcl.grace",
+    "gcool": "contrastkit.graphcl.gcool",
+    "meow": "contrastkit.graphcl.meow",
+    "adameow": "contrastkit.graphcl.meow",
+    "comet": "contrastkit.seqcl.comet",
 }
 
 _REGISTRY: dict[str, MethodSpec] = {}

@@ -92,7 +92,8 @@ class GCNEncoder(nn.Module):
     .. math:: H^{(l)} = \sigma\big(\hat{A} H^{(l-1)} W_l + b_l\big), \quad l = 1..k,
               \qquad f(X, A) = H^{(k)} \in \mathbb{R}^{N \times h}
 
-    Widths: ``in_channels → 2h → … → 2h → h`` (``in_channels → h`` when k = 1). GCNConv adds
+    Widths: ``in_channels → m → … → m → h`` with ``m = mid_channels`` (default ``2h``, GRACE/GCA;
+    gCooL tunes it per dataset), ``in_channels → h`` when k = 1. GCNConv adds
     self-loops and uses the symmetric normalisation. The last layer is activated too (pitfall 7),
     so with ReLU the embedding is non-negative. A single activation module is shared by all
     layers, which for ``"prelu"`` means one learnable slope for the whole encoder.
@@ -104,6 +105,7 @@ class GCNEncoder(nn.Module):
         activation: One of ``"relu"``, ``"prelu"``, ``"rrelu"`` (GCA: fixed slope
             (1/8 + 1/3)/2), ``"rrelu_random"`` (gCooL: ``nn.RReLU``, random slopes in training),
             ``"elu"``, ``"leaky_relu"`` (slope 0.01), or an ``nn.Module`` used as is (shared).
+        mid_channels: Width of the inner layers (``None``: ``2 * hidden_channels``).
 
     Shapes:
         ``forward(x [N, F], edge_index [2, E], edge_weight [E] | None) -> [N, h]``, or
@@ -112,10 +114,12 @@ class GCNEncoder(nn.Module):
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int = 2,
-                 activation: str | nn.Module = "relu") -> None:
+                 activation: str | nn.Module = "relu", mid_channels: int | None = None) -> None:
         super().__init__()
         self.in_channels = _check_channels("in_channels", in_channels)
         self.hidden_channels = _check_channels("hidden_channels", hidden_channels)
+        self.mid_channels = (2 * self.hidden_channels if mid_channels is None
+                             else _check_channels("mid_channels", mid_channels))
         if isinstance(num_layers, bool) or not isinstance(num_layers, int):
             raise TypeError(f"num_layers: expected an int >= 1, got {type(num_layers).__name__}")
         if num_layers < 1:
@@ -128,7 +132,7 @@ class GCNEncoder(nn.Module):
             self.activation = make_activation(activation)
             self.activation_name = activation.lower()
 
-        h, wide = hidden_channels, 2 * hidden_channels
+        h, wide = hidden_channels, self.mid_channels
         if num_layers == 1:
             dims = [in_channels, h]
         else:
