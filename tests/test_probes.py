@@ -226,6 +226,28 @@ def test_torch_lr_probe_reports_test_at_best_validation_epoch():
     assert res2["acc"] == pytest.approx(1 - res["acc"])
 
 
+def test_torch_lr_probe_test_max_is_the_max_over_checkpoints_and_leaves_selection_alone():
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=40)
+    x = rng.normal(size=(400, 40))
+    y = (x @ w > 0).astype(int)
+    tr, va, te = np.arange(30), np.arange(30, 130), np.arange(130, 400)
+    flip = rng.random(30) < 0.3
+    y[tr[flip]] = 1 - y[tr[flip]]
+    y[te] = rng.integers(0, 2, te.size)
+    kw = dict(epochs=400, lr=0.05, eval_every=10, seed=0)
+    curve = _reference_curve(x, y, tr, va, te, **kw)
+    tests = np.array([t for _, _, t in curve])
+    plain = P.torch_lr_probe(x, y, tr, va, te, **kw)
+    res = P.torch_lr_probe(x, y, tr, va, te, report_test_max=True, **kw)
+    # binary task: micro-F1 == accuracy, so the max over checkpoints is the curve's max
+    assert res["micro_f1_max_over_epochs"] == pytest.approx(tests.max())
+    assert res["micro_f1_max_over_epochs"] > res["micro_f1"]          # optimistic, by design
+    assert res["macro_f1_max_over_epochs"] >= res["macro_f1"]
+    for k in plain:                                                  # headline unchanged
+        assert res[k] == pytest.approx(plain[k])
+
+
 def test_torch_lr_probe_separable_high_random_chance_and_no_val():
     x, y = mixture(n=1500, c=4)
     tr, va, te = split(1500, 150, 150)
