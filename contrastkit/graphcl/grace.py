@@ -35,7 +35,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -112,6 +112,9 @@ class GRACEConfig:
     eval_every: int = 0
     checkpoint_every: int = 0
 
+    #: evaluation protocols this config accepts (subclasses extend it)
+    EVAL_PROTOCOLS: ClassVar[tuple[str, ...]] = ("grace", "gca")
+
     def __post_init__(self) -> None:
         for name in ("drop_edge_p1", "drop_edge_p2", "drop_feature_p1", "drop_feature_p2",
                      "drop_threshold"):
@@ -119,7 +122,7 @@ class GRACEConfig:
         check_positive("temperature", self.temperature)
         check_positive("lr", self.lr)
         check_choice("drop_scheme", self.drop_scheme, ("uniform", "degree", "pagerank", "evc"))
-        check_choice("eval_protocol", self.eval_protocol, ("grace", "gca"))
+        check_choice("eval_protocol", self.eval_protocol, type(self).EVAL_PROTOCOLS)
         check_choice("probe_cv", self.probe_cv, ("grace", "stratified"))
         for name in ("epochs", "hidden_channels", "projection_channels", "num_layers",
                      "eval_repeats"):
