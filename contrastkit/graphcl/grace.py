@@ -221,13 +221,24 @@ def _load(config: GRACEConfig) -> Data:
 
 def run(config: GRACEConfig, ctx: RunContext) -> RunResult:
     """Train GRACE/GCA on ``config.dataset`` with the shared trainer, then probe the embeddings."""
+    return train_and_evaluate(GRACE, evaluate_embeddings, config, ctx)
+
+
+def train_and_evaluate(method_cls: type[GRACE], evaluate_fn: Any, config: GRACEConfig,
+                       ctx: RunContext) -> RunResult:
+    """Shared ``run`` of the node-level graph methods built on :class:`GRACE` (GRACE, GCA, gCooL).
+
+    Loads ``config.dataset``, trains ``method_cls(config, F)`` full batch with the shared
+    :class:`~contrastkit.core.trainer.Trainer` (checkpoints, resume, periodic evaluation), then
+    scores the clean-graph embeddings with ``evaluate_fn(config, embeddings, data, seed)``.
+    """
     data = _load(config)
     torch.manual_seed(ctx.seed)
-    method = GRACE(config, data.num_features)
+    method = method_cls(config, data.num_features)
     trainer = Trainer(config.epochs, device=ctx.device, seed=ctx.seed, progress=ctx.progress,
                       out_dir=ctx.out_dir, checkpoint_every=config.checkpoint_every,
                       eval_every=config.eval_every,
-                      evaluator=(lambda m: evaluate_embeddings(
+                      evaluator=(lambda m: evaluate_fn(
                           config, m.embed(data.to(trainer.device)).cpu(), data.cpu(), ctx.seed))
                       if config.eval_every else None)
     resume = ctx.resume and (Path(ctx.out_dir) / "checkpoint.pt").exists()
@@ -239,7 +250,7 @@ def run(config: GRACEConfig, ctx: RunContext) -> RunResult:
         emb = method.embed(device_data).cpu()
         v1, v2 = method.views(device_data)
         z1, z2 = method.encode(v1).cpu(), method.encode(v2).cpu()
-    metrics = evaluate_embeddings(config, emb, data.cpu(), ctx.seed)
+    metrics = evaluate_fn(config, emb, data.cpu(), ctx.seed)
     metrics["eval_time_s"] = time.perf_counter() - t0
     metrics["alignment"] = float(alignment(z1, z2))
     metrics["uniformity"] = float(uniformity(emb))
@@ -248,13 +259,15 @@ def run(config: GRACEConfig, ctx: RunContext) -> RunResult:
     return RunResult(metrics=metrics, embeddings=emb)
 
 
-def evaluate(config: GRACEConfig, embeddings: Tensor, ctx: RunContext) -> dict[str, float]:
-    """Re-evaluate saved embeddings (``contrastkit eval DIR``)."""
+def evaluate(config: GRACEConfig, embeddings: Tensor, ctx: RunContext,
+             evaluate_fn: Any = None) -> dict[str, float]:
+    """Re-evaluate saved embeddings (``contrastkit eval DIR``) with ``evaluate_fn``
+    (default :func:`evaluate_embeddings`)."""
     data = _load(config)
     if embeddings.size(0) != data.num_nodes:
         raise ValueError(f"embeddings: expected {data.num_nodes} rows for dataset "
                          f"{config.dataset!r}, got {embeddings.size(0)}")
-    return evaluate_embeddings(config, embeddings, data, ctx.seed)
+    return (evaluate_fn or evaluate_embeddings)(config, embeddings, data, ctx.seed)
 
 
 #: GRACE's per-dataset hyperparameters (official ``config.yaml``, spec section 4)
