@@ -12,6 +12,8 @@ from contrastkit.graphcl.gcool import (GCOOL_PRESETS, GCooL, GCooLConfig, commun
                                        deca_loss, evaluate_embeddings, node_loss, resc_loss,
                                        schedule_weights, soft_assignment)
 
+from conftest import require_dataset
+
 D = torch.float64
 
 
@@ -273,3 +275,82 @@ def test_gcool_learns_on_cora():
     out = evaluate_embeddings(cfg, m.embed(cora_pyg), cora_pyg, seed=0)
     assert out["micro_f1"] > 0.78, out
     assert len(torch.unique(m.communities(cora_pyg))) >= 2
+
+
+# ------------------------------------------------------------------------------------------
+# loss assembly, node subsets, multiplex variant
+# ------------------------------------------------------------------------------------------
+def test_two_view_loss_is_node_plus_scheduled_community_terms():
+    torch.manual_seed(0)
+    data = _toy_graph()
+    m = GCooL(_small_config(stride=100, similarity="rbf", rbf_gamma=0.5), data.num_features)
+    m.step.fill_(7)
+    views = m.views(data)
+    h = [m.project(m.encode(v)) for v in views]
+    loss = m.loss(h, data)
+    cfg = m.config
+    r = [m.assign(x) for x in h]
+    k = [x.argmax(1) for x in r]
+    c = [community_centroids(x.detach(), kk, 3) for x, kk in zip(h, k)]
+    deca = 0.5 * sum(deca_loss(rr, v.edge_index, cfg.deca_lambda) for rr, v in zip(r, views))
+    resc = 0.5 * (resc_loss(h[0], c[1], k[1], cfg.temperature, "rbf", 0.5)
+                  + resc_loss(h[1], c[0], k[0], cfg.temperature, "rbf", 0.5))
+    w_deca, w_resc = schedule_weights(7, 100, 0.2)
+    expected = node_loss(h[0], h[1], cfg.temperature) + w_deca * deca + w_resc * resc
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert int(m.step) == 8
+
+
+def test_loss_on_a_node_subset_uses_the_induced_subgraph_for_deca():
+    torch.manual_seed(0)
+    data = _toy_graph(n=60)
+    m = GCooL(_small_config(loss_subset=20), data.num_features)
+    loss = m.training_step(data)
+    assert torch.isfinite(loss) and set(m.last_terms) == {"node", "deca", "resc"}
+    assert m.current_subset is not None and m.current_subset.numel() == 20
+
+
+def _toy_multiplex(n=50, f=10):
+    from torch_geometric.data import Data
+    from torch_geometric.utils import to_undirected
+    g = torch.Generator().manual_seed(5)
+    data = Data(x=torch.rand(n, f, generator=g), y=torch.randint(0, 3, (n,), generator=g),
+                num_nodes=n)
+    data.layers = ["PAP", "PSP", "PTP"]
+    for layer in data.layers:
+        data[f"edge_index_{layer}"] = to_undirected(torch.randint(0, n, (2, 3 * n), generator=g))
+    return data
+
+
+def test_multiplex_variant_uses_one_view_per_layer_and_mean_embedding():
+    from contrastkit.graphcl.gcool import GCooLMultiplex
+    torch.manual_seed(0)
+    data = _toy_multiplex()
+    m = GCooLMultiplex(_small_config(multiplex_augment=False), data.num_features)
+    views = m.views(data)
+    assert [v.edge_index.size(1) for v in views] == [
+        data[f"edge_index_{k}"].size(1) for k in data.layers]
+    loss = m.training_step(data)
+    loss.backward()
+    assert m.centres.grad is not None and set(m.last_terms) == {"node", "deca", "resc"}
+    m.eval()
+    emb = m.embed(data)
+    expected = torch.stack([m.encode(v) for v in m._layers(data)]).mean(0)
+    assert torch.allclose(emb, expected)
+    with pytest.raises(ValueError, match="pot"):
+        GCooLMultiplex(_small_config(pot=True), data.num_features)
+    with pytest.raises(ValueError, match="multiplex"):
+        m.views(_toy_graph())
+
+
+def test_multiplex_acm_graph():
+    require_dataset("acm")
+    from contrastkit.graphcl.gcool import multiplex_graph
+    data = multiplex_graph("acm")
+    assert data.num_nodes == 4019 and data.layers == ["PAP", "PSP"]
+    for layer in data.layers:
+        ei = data[f"edge_index_{layer}"]
+        assert (ei[0] != ei[1]).all() and int(ei.max()) < 4019
+    assert data.train_20.numel() == 60 and data.num_classes == 3
+    with pytest.raises(ValueError, match="relations"):
+        multiplex_graph("acm", ["PXP"])

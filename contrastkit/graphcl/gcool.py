@@ -71,7 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
-from torch_geometric.utils import coalesce
+from torch_geometric.utils import coalesce, subgraph
 
 from ..core.checks import check_choice, check_positive, check_probability, check_tensor
 from ..core.engine import contrastive_loss
@@ -81,7 +81,8 @@ from ..core.weights import LabelTable
 from ..registry import MethodSpec, RunContext, RunResult, register
 from . import grace as _grace
 
-__all__ = ["GCooLConfig", "GCooL", "soft_assignment", "deca_loss", "community_centroids",
+__all__ = ["GCooLConfig", "GCooL", "GCooLMultiplex", "multiplex_graph", "evaluate_multiplex",
+           "soft_assignment", "deca_loss", "community_centroids",
            "resc_loss", "node_loss", "schedule_weights", "evaluate_embeddings", "GCOOL_PRESETS"]
 
 SIMILARITIES = ("cosine", "rbf")
@@ -255,6 +256,8 @@ class GCooLConfig(_grace.GRACEConfig):
             paper's table) or ``paper`` (terms kept on, DeCA's gradient reaches the encoder).
         node_loss: ``one_way`` (code: view-1 anchors only) or ``symmetric``.
         probe_epochs: classifier epochs of the ``gcool`` protocol (WikiCS: 1000 per split).
+        multiplex_augment: on a heterogeneous dataset (multiplex variant), corrupt each relation
+            layer with the first view's edge dropping / feature masking.
     """
 
     dataset: str = "computers"
@@ -282,6 +285,7 @@ class GCooLConfig(_grace.GRACEConfig):
     eval_protocol: str = "gcool"
     eval_repeats: int = 1
     probe_epochs: int = 5000
+    multiplex_augment: bool = True
 
     EVAL_PROTOCOLS: ClassVar[tuple[str, ...]] = _grace.GRACEConfig.EVAL_PROTOCOLS + ("gcool",)
 
@@ -343,38 +347,142 @@ class GCooL(_grace.GRACE):
             return self.assign(self.project(self.encode(data))).argmax(dim=1)
 
     def loss(self, projections: list[Tensor], batch: Data) -> Tensor:
+        """Node term + scheduled DeCA/ReSC over the ``V >= 2`` views of this step.
+
+        Two views (the single-graph method): exactly spec §2.6. ``V`` views (the multiplex
+        variant, one per relation): the node term over the pairs ``r < r'`` (``symmetric``: all
+        ordered pairs), DeCA averaged over the views, ReSC over all ordered pairs. When the
+        base loss runs on a node subset (``loss_subset``), DeCA uses the induced subgraph.
+        """
         c = self.config
-        h1, h2 = projections
+        num_views = len(projections)
         step = int(self.step)
         if self.training:
             self.step += 1
-        total = node_loss(h1, h2, c.temperature, symmetric=c.node_loss == "symmetric",
-                          block_size=c.block_size)
+        sym = c.node_loss == "symmetric"
+        pairs = [(a, b) for a in range(num_views) for b in range(a + 1, num_views)]
+        total = sum(node_loss(projections[a], projections[b], c.temperature, symmetric=sym,
+                              block_size=c.block_size) for a, b in pairs) / len(pairs)
         terms = {"node": float(total.detach())}
         w_deca, w_resc = schedule_weights(step, c.stride, c.gate_rate, c.variant)
         if w_deca > 0 or w_resc > 0:
-            views = getattr(self, "_last_views", None)
-            if views is None:
-                raise RuntimeError("GCooL.loss needs the views of this step: call training_step")
-            r1, r2 = self.assign(h1), self.assign(h2)
-            deca = 0.5 * (deca_loss(r1, views[0].edge_index, c.deca_lambda)
-                          + deca_loss(r2, views[1].edge_index, c.deca_lambda))
-            k1, k2 = r1.detach().argmax(1), r2.detach().argmax(1)
-            c1 = community_centroids(h1.detach(), k1, c.num_communities)
-            c2 = community_centroids(h2.detach(), k2, c.num_communities)
-            resc = 0.5 * (resc_loss(h1, c2, k2, c.temperature, c.similarity, c.rbf_gamma,
-                                    c.block_size)
-                          + resc_loss(h2, c1, k1, c.temperature, c.similarity, c.rbf_gamma,
-                                      c.block_size))
+            edges = self._view_edges(num_views, projections[0].size(0))
+            r = [self.assign(h) for h in projections]
+            deca = sum(deca_loss(r_v, e_v, c.deca_lambda) for r_v, e_v in zip(r, edges))
+            deca = deca / num_views
+            labels = [r_v.detach().argmax(1) for r_v in r]
+            cents = [community_centroids(h.detach(), k, c.num_communities)
+                     for h, k in zip(projections, labels)]
+            ordered = [(a, b) for a in range(num_views) for b in range(num_views) if a != b]
+            resc = sum(resc_loss(projections[a], cents[b], labels[b], c.temperature,
+                                 c.similarity, c.rbf_gamma, c.block_size)
+                       for a, b in ordered) / len(ordered)
             total = total + w_deca * deca + w_resc * resc
             terms.update(deca=float(deca.detach()), resc=float(resc.detach()))
         self.last_terms = terms
         return total
 
+    def _view_edges(self, num_views: int, num_rows: int) -> list[Tensor]:
+        """Edges of this step's views, restricted to the loss's node subset when there is one."""
+        views = getattr(self, "_last_views", None)
+        if views is None or len(views) != num_views:
+            raise RuntimeError("GCooL.loss needs the views of this step: call training_step")
+        nodes = getattr(self, "current_subset", None)
+        if nodes is None:
+            return [v.edge_index for v in views]
+        return [subgraph(nodes, v.edge_index, relabel_nodes=True, num_nodes=v.num_nodes)[0]
+                for v in views]
+
     def views(self, data: Data) -> list[Data]:
         views = super().views(data)
         self._last_views = views            # DeCA needs each view's edges
         return views
+
+
+# ------------------------------------------------------------------------------------------
+# multiplex variant (experimental: not in the official code, no paper numbers to check)
+# ------------------------------------------------------------------------------------------
+def multiplex_graph(name: str, relations: list[str] | None = None,
+                    root: str | None = None) -> Data:
+    """The target nodes of a heterogeneous benchmark as a multiplex graph, one layer per meta-path.
+
+    Returns ``Data(x, y, num_nodes, layers=[...], edge_index_<LAYER> ..., {train,val,test}_{20,40,
+    60})``; every layer is the meta-path graph without its diagonal (DeCA's ``A`` has no
+    self-loops; the GCN adds its own). ACM: ``PAP`` and ``PSP`` over 4,019 papers.
+    """
+    from ..datasets.hetero import SPLIT_RATIOS, load_hetero
+    het = load_hetero(name, root)
+    target = het.target_type
+    layers = [m.upper() for m in (relations or het.metapaths)]
+    unknown = sorted(set(layers) - {m.upper() for m in het.metapaths})
+    if unknown:
+        raise ValueError(f"relations: expected meta-paths of {name!r} among {het.metapaths}, "
+                         f"got {unknown}")
+    tgt = het[target]
+    n = tgt.num_nodes
+    data = Data(x=tgt.x if "x" in tgt else torch.eye(n), y=tgt.y, num_nodes=n)
+    for layer in layers:
+        ei = het[target, layer, target].edge_index
+        data[f"edge_index_{layer}"] = ei[:, ei[0] != ei[1]]
+    for r in SPLIT_RATIOS:
+        for part in ("train", "val", "test"):
+            data[f"{part}_{r}"] = tgt[f"{part}_{r}"]
+    data.layers = layers
+    data.num_classes = int(het.num_classes)
+    return data
+
+
+class GCooLMultiplex(GCooL):
+    """gCooL over the layers of a multiplex graph (spec §3.1, the interim design; experimental).
+
+    (i) one shared GCN applied to every relation layer; (ii) the views are the layers (each
+    optionally corrupted with the first view's augmentation); (iii) one shared ``Φ``, DeCA
+    averaged over the layers; (iv) ReSC between every ordered pair of layers and the node term
+    between every pair; (v) the node embedding is the mean of the layer embeddings. The paper's
+    exact multiplex adaptation is unreleased: this is a reconstruction.
+    """
+
+    name = "gcool_multiplex"
+
+    def __init__(self, config: GCooLConfig, in_channels: int) -> None:
+        if getattr(config, "pot", False):
+            raise ValueError("pot: POT bounds two edge-drop views of one graph; it is not "
+                             "defined for the multiplex variant (got pot=True)")
+        super().__init__(config, in_channels)
+
+    def _layers(self, data: Data) -> list[Data]:
+        if not getattr(data, "layers", None):
+            raise ValueError("data: expected a multiplex graph with `layers` and "
+                             "`edge_index_<LAYER>` (see multiplex_graph), got none")
+        return [Data(x=data.x, edge_index=data[f"edge_index_{layer}"], num_nodes=data.num_nodes)
+                for layer in data.layers]
+
+    def views(self, data: Data) -> list[Data]:
+        layers = self._layers(data)
+        views = [self.augment[0](v) for v in layers] if self.config.multiplex_augment else layers
+        self._last_views = views
+        return views
+
+    def embed(self, data: Data) -> Tensor:
+        with torch.no_grad():
+            return torch.stack([self.encode(v) for v in self._layers(data)]).mean(0)
+
+
+def evaluate_multiplex(config: GCooLConfig, embeddings: Tensor, data: Data,
+                       seed: int) -> dict[str, float]:
+    """HeCo/DMGI protocol: 50 linear probes per fixed 20/40/60 split, k-means NMI/ARI."""
+    from ..core.metrics import clustering_metrics
+    from ..core.probes import heco_probe
+    y = data.y.cpu().numpy()
+    out: dict[str, float] = {}
+    for r in (20, 40, 60):
+        res = heco_probe(embeddings, y, data[f"train_{r}"], data[f"val_{r}"], data[f"test_{r}"],
+                         seed=seed)
+        out.update({f"{k}@{r}": float(res[k]) for k in ("macro_f1", "micro_f1", "auc")})
+    clu = clustering_metrics(embeddings, y, seed=seed)
+    out.update(nmi=float(clu["nmi"]), ari=float(clu["ari"]))
+    out["micro_f1"], out["macro_f1"] = out["micro_f1@20"], out["macro_f1@20"]
+    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -406,13 +514,27 @@ def evaluate_embeddings(config: GCooLConfig, embeddings: Tensor, data: Data,
     return out
 
 
+def _is_multiplex(dataset: str) -> bool:
+    from ..datasets import get_spec
+    from ..datasets.hetero import HETERO_SOURCES
+    return get_spec(dataset).id in {s.id for s in HETERO_SOURCES}
+
+
 def run(config: GCooLConfig, ctx: RunContext) -> RunResult:
-    """Train gCooL on ``config.dataset`` with the shared trainer, then probe the embeddings."""
+    """Train gCooL on ``config.dataset`` with the shared trainer, then probe the embeddings.
+
+    A heterogeneous dataset (``acm``, ...) runs the experimental multiplex variant.
+    """
+    if _is_multiplex(config.dataset):
+        return _grace.train_and_evaluate(GCooLMultiplex, evaluate_multiplex, config, ctx,
+                                         data=multiplex_graph(config.dataset))
     return _grace.train_and_evaluate(GCooL, evaluate_embeddings, config, ctx)
 
 
 def evaluate(config: GCooLConfig, embeddings: Tensor, ctx: RunContext) -> dict[str, float]:
     """Re-evaluate saved embeddings (``contrastkit eval DIR``)."""
+    if _is_multiplex(config.dataset):
+        return evaluate_multiplex(config, embeddings, multiplex_graph(config.dataset), ctx.seed)
     return _grace.evaluate(config, embeddings, ctx, evaluate_fn=evaluate_embeddings)
 
 
@@ -437,6 +559,11 @@ GCOOL_PRESETS: dict[str, dict[str, Any]] = {
                    drop_feature_p2=0.1, temperature=0.4, num_communities=10, deca_lambda=1.0,
                    rbf_gamma=8e-5, stride=500, drop_scheme="pagerank", epochs=1000,
                    dense_features=True),
+    # multiplex variant (experimental; no official configuration): main.py defaults, uniform
+    # augmentation inside each relation layer, K = number of classes
+    "acm": dict(epochs=300, lr=1e-3, hidden_channels=128, projection_channels=128,
+                mid_channels=256, drop_scheme="uniform", drop_edge_p1=0.2, drop_feature_p1=0.3,
+                num_communities=3, stride=500),
     "cora": dict(epochs=200),
     "citeseer": dict(epochs=200),
 }
