@@ -198,7 +198,8 @@ def _reference_curve(x, y, tr, va, te, epochs, lr, eval_every, seed):
     return curve
 
 
-def test_torch_lr_probe_reports_test_at_best_validation_epoch():
+def _overfitting_task():
+    """Binary task whose noisy 30-node training part overfits; test labels are random."""
     rng = np.random.default_rng(4)
     w = rng.normal(size=40)
     x = rng.normal(size=(400, 40))
@@ -207,6 +208,11 @@ def test_torch_lr_probe_reports_test_at_best_validation_epoch():
     flip = rng.random(30) < 0.3
     y[tr[flip]] = 1 - y[tr[flip]]                 # noisy training labels -> overfitting
     y[te] = rng.integers(0, 2, te.size)           # test curve unrelated to the val curve
+    return x, y, tr, va, te
+
+
+def test_torch_lr_probe_reports_test_at_best_validation_epoch():
+    x, y, tr, va, te = _overfitting_task()
     kw = dict(epochs=400, lr=0.05, eval_every=10, seed=0)
     curve = _reference_curve(x, y, tr, va, te, **kw)
     vals = np.array([v for _, v, _ in curve])
@@ -227,14 +233,7 @@ def test_torch_lr_probe_reports_test_at_best_validation_epoch():
 
 
 def test_torch_lr_probe_test_max_is_the_max_over_checkpoints_and_leaves_selection_alone():
-    rng = np.random.default_rng(4)
-    w = rng.normal(size=40)
-    x = rng.normal(size=(400, 40))
-    y = (x @ w > 0).astype(int)
-    tr, va, te = np.arange(30), np.arange(30, 130), np.arange(130, 400)
-    flip = rng.random(30) < 0.3
-    y[tr[flip]] = 1 - y[tr[flip]]
-    y[te] = rng.integers(0, 2, te.size)
+    x, y, tr, va, te = _overfitting_task()
     kw = dict(epochs=400, lr=0.05, eval_every=10, seed=0)
     curve = _reference_curve(x, y, tr, va, te, **kw)
     tests = np.array([t for _, _, t in curve])
