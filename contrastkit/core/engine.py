@@ -110,8 +110,8 @@ class _Plan:
             b = torch.nn.functional.normalize(b, dim=-1, eps=1e-12)
         if self.similarity in ("cosine", "dot"):
             if tau.dim() == 1:
-                return a @ (b / tau[:, None]).t()
-            return (a / tau) @ b.t()
+                return a @ (b / tau[:, None]).transpose(-1, -2)
+            return (a / tau) @ b.transpose(-1, -2)
         s = self.sim(a, b)
         return s / (tau[None, :] if tau.dim() == 1 else tau)
 
@@ -271,7 +271,7 @@ class _Plan:
         s = self.logits(a, b, tau)
         keep = torch.ones_like(s, dtype=torch.bool)
         if self.self_contrast:
-            diag = torch.zeros_like(keep)
+            diag = torch.zeros(s.shape[-2:], dtype=torch.bool, device=dev)
             r = torch.arange(stop - start, device=dev)
             diag[r, r + start] = True
             if self.diagonal == "exclude":
@@ -290,20 +290,59 @@ class _Plan:
             den = den & (w > 0)
             log_w = torch.where(den, torch.log(torch.where(den, w, torch.ones_like(w))),
                                 torch.zeros_like(w))
-            lse = torch.logsumexp(torch.where(den, s + log_w, torch.full_like(s, _NEG)), dim=1)
+            lse = torch.logsumexp(torch.where(den, s + log_w, torch.full_like(s, _NEG)), dim=-1)
             if self.normalize_weights:
-                lse = lse - torch.logsumexp(torch.where(den, log_w, torch.full_like(s, _NEG)), dim=1)
+                lse = lse - torch.logsumexp(torch.where(den, log_w, torch.full_like(s, _NEG)),
+                                            dim=-1)
         else:
-            lse = torch.logsumexp(torch.where(den, s, torch.full_like(s, _NEG)), dim=1)
+            lse = torch.logsumexp(torch.where(den, s, torch.full_like(s, _NEG)), dim=-1)
         pos = q > 0
-        pos_sum = (torch.where(pos, s, torch.zeros_like(s)) * q).sum(1)
-        pos_count = q.sum(1)
+        pos_sum = (torch.where(pos, s, torch.zeros_like(s)) * q).sum(-1)
+        pos_count = q.sum(-1)
         if self.need_pos_lse:
             log_q = torch.log(torch.where(pos, q, torch.ones_like(q)))
-            pos_lse = torch.logsumexp(torch.where(pos, s + log_q, torch.full_like(s, _NEG)), dim=1)
+            pos_lse = torch.logsumexp(torch.where(pos, s + log_q, torch.full_like(s, _NEG)),
+                                      dim=-1)
         else:
             pos_lse = torch.zeros_like(lse)
-        return torch.stack([lse, pos_sum, pos_count, pos_lse, den.sum(1).to(dt)], dim=1)
+        return torch.stack([lse, pos_sum, pos_count, pos_lse, den.sum(-1).to(dt)], dim=-1)
+
+    def batched_stats(self, a: Tensor, b: Tensor, tau: Tensor) -> Tensor:
+        """Fast-path statistics ``[G, N, 5]`` for batched anchors ``[G, N, D]`` (dense autograd).
+
+        The ``N x M`` pattern (diagonal, exclusions, sparse positives) is shared by the groups, so
+        it is expanded once; the ``[G, N, M]`` logits see one masked fill and one log-sum-exp.
+        """
+        N, M = a.size(-2), b.size(-2)
+        s = self.logits(a, b, tau)
+        dev, dt = s.device, s.dtype
+        kill = torch.zeros(N, M, dtype=torch.bool, device=dev)
+        r_all = torch.arange(N, device=dev)
+        if self.self_contrast:
+            if self.diagonal == "exclude":
+                kill[r_all, r_all] = True
+            elif not isinstance(self.diagonal, str):
+                diag = torch.zeros(N, M, dtype=torch.bool, device=dev)
+                diag[r_all, r_all] = True
+                s = torch.where(diag, torch.full_like(s, float(self.diagonal)), s)
+        if self.exclude is not None:
+            er, ec, ew = self.exclude.sparse_block(0, N, M, device=dev, dtype=dt)
+            kill[er[ew > 0], ec[ew > 0]] = True
+        P = s.new_zeros(s.shape[:-1])
+        Q = s.new_zeros(N)
+        if self.positives is not None:
+            r, c, w = self.positives.sparse_block(0, N, M, device=dev, dtype=dt)
+            ok = (~kill[r, c]) & (w > 0)
+            r, c, w = r[ok], c[ok], w[ok]
+            P = P.index_add(-1, r, s[..., r, c] * w)
+            Q = Q.index_add(0, r, w)
+            if not self.positives_in_denominator:
+                kill[r, c] = True
+        if bool(kill.any()):
+            s = s.masked_fill(kill, _NEG)
+        lse = torch.logsumexp(s, dim=-1)
+        count = (~kill).sum(-1).to(dt).expand_as(lse)
+        return torch.stack([lse, P, Q.expand_as(lse), torch.zeros_like(lse), count], dim=-1)
 
 
 class _BlockwiseStats(torch.autograd.Function):
@@ -410,21 +449,25 @@ def row_statistics(
     """Per-anchor statistics (``LSE``, ``P``, ``Q``, ``LSE+``, denominator count), each ``[N]``.
 
     Arguments as in :func:`contrastive_loss`. This is the engine's single entry point; loss forms
-    are cheap functions of its output.
+    are cheap functions of its output. Batched anchors ``[G, N, D]`` give statistics ``[G, N]``.
     """
-    check_tensor("anchors", anchors, ndim=2, floating=True)
-    if anchors.size(0) == 0:
-        raise ValueError("anchors: expected at least one row, got an empty [0, D] tensor")
+    check_tensor("anchors", anchors, ndim=(2, 3), floating=True)
+    batched = anchors.dim() == 3
+    if anchors.size(-2) == 0 or (batched and anchors.size(0) == 0):
+        raise ValueError(f"anchors: expected at least one row, got an empty tensor of shape "
+                         f"{tuple(anchors.shape)}")
     check_finite("anchors", anchors)
     self_contrast = candidates is None
     if candidates is None:
         candidates = anchors
     else:
-        check_tensor("candidates", candidates, ndim=2, floating=True)
-        if candidates.size(1) != anchors.size(1):
-            raise ValueError(f"candidates: expected feature size {anchors.size(1)} like anchors, "
-                             f"got shape {tuple(candidates.shape)}")
-        if candidates.size(0) == 0:
+        check_tensor("candidates", candidates, ndim=anchors.dim(), floating=True)
+        if candidates.size(-1) != anchors.size(-1) or (
+                batched and candidates.size(0) != anchors.size(0)):
+            raise ValueError(f"candidates: expected feature size {anchors.size(-1)}"
+                             + (f" and {anchors.size(0)} groups" if batched else "")
+                             + f" like anchors, got shape {tuple(candidates.shape)}")
+        if candidates.size(-2) == 0:
             raise ValueError("candidates: expected at least one row, got an empty tensor")
         check_finite("candidates", candidates)
     check_choice("similarity", similarity, SIMILARITIES)
@@ -433,10 +476,13 @@ def row_statistics(
     elif isinstance(diagonal, bool) or not isinstance(diagonal, (int, float)):
         raise TypeError(f"diagonal: expected 'exclude', 'negative' or a fixed logit (float), got "
                         f"{type(diagonal).__name__}")
-    N, M = anchors.size(0), candidates.size(0)
+    N, M = anchors.size(-2), candidates.size(-2)
     pos = as_selector(positives, "positives")
     excl = as_selector(exclude, "exclude")
     weight = as_weight(negative_weight)
+    if batched and weight is not None:
+        raise ValueError("negative_weight: not supported with batched [G, N, D] anchors; "
+                         "loop over the groups instead")
     for sel in (pos, excl, weight):
         if sel is not None:
             sel.validate(N, M)
@@ -457,7 +503,9 @@ def row_statistics(
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ValueError(f"block_size: expected a positive int or None, got {block_size!r}")
         block = block_size
-    if block >= N and not plan.fast:
+    if batched and plan.fast:
+        stats = plan.batched_stats(a, b, tau)  # dense, plain autograd, one mask for all groups
+    elif batched or (block >= N and not plan.fast):
         stats = plan.block_stats(a, b, tau, 0, N)  # dense, plain autograd
     else:
         extras = weight.tensors() if weight is not None else ()
@@ -521,9 +569,12 @@ def contrastive_loss(
     r"""The general contrastive loss: who is compared with whom, with what weight, in which form.
 
     Args:
-        anchors: ``[N, D]`` anchor embeddings.
-        candidates: ``[M, D]`` candidate embeddings; ``None`` compares the anchors with themselves
-            (then ``diagonal`` says what happens to the pairs ``(i, i)``).
+        anchors: ``[N, D]`` anchor embeddings, or ``[G, N, D]``: ``G`` independent small problems
+            of the same shape (TS2Vec's ``2B x 2B`` per time step, ``2T x 2T`` per series),
+            computed densely in one batched call; positives/exclusions are shared by the groups
+            and ``mean`` averages over all groups' rows (pairs). No ``negative_weight`` then.
+        candidates: ``[M, D]`` (``[G, M, D]``) candidate embeddings; ``None`` compares the anchors
+            with themselves (then ``diagonal`` says what happens to the pairs ``(i, i)``).
         positives: ``"aligned"`` (``i <-> i``), an ``int`` offset (``i <-> (i + offset) mod M``),
             ``[N]`` integer group labels (multi-positive), a ``[2, P]`` integer index of explicit
             pairs, an ``[N, M]`` float tensor of soft weights, or a
@@ -543,7 +594,7 @@ def contrastive_loss(
         block_size: anchors per row block; ``None`` picks dense for small ``N x M``.
 
     Returns:
-        The reduced loss (scalar), or ``[N]`` with ``reduction="none"``.
+        The reduced loss (scalar), or ``[N]`` (``[G, N]``) with ``reduction="none"``.
     """
     check_choice("form", form, FORMS)
     stats = row_statistics(
