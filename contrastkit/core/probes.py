@@ -10,6 +10,9 @@ Protocols (see the specs under ``shared/specs/graph``):
 * :func:`fixed_split_probe` — logistic regression on a provided train/val/test split with ``C``
   chosen on the validation part (HeCo / MEOW-style datasets); reports accuracy, F1 and macro
   one-vs-rest AUC.
+* :func:`heco_probe` — HeCo's evaluator (HeCo / MEOW / AdaMEOW): 50 Adam-trained linear
+  classifiers on the fixed 20/40/60-per-class splits, each metric read at its best validation
+  step; mean and std over the classifier initialisations.
 * :func:`svm_probe` — linear SVM with ``C`` chosen by cross-validation on the training part.
 * :func:`knn_probe` — weighted k-nearest-neighbour vote on cosine similarity (InstDisc,
   solo-learn).
@@ -36,7 +39,7 @@ from contrastkit.core.metrics import (_as_tensor, _check_int, _embeddings, _labe
                                       _ovr_macro_auc, accuracy, macro_f1, micro_f1)
 
 __all__ = ["GRACE_CS", "SVM_CS", "random_split", "linear_probe_cv", "torch_lr_probe",
-           "knn_probe", "svm_probe", "fixed_split_probe"]
+           "knn_probe", "svm_probe", "fixed_split_probe", "heco_probe"]
 
 #: GRACE's grid of inverse regularisation strengths, 2^-10 ... 2^9.
 GRACE_CS: tuple[float, ...] = tuple(float(c) for c in 2.0 ** np.arange(-10, 10))
@@ -685,4 +688,102 @@ def fixed_split_probe(embeddings: Any, y: Any, train_idx: Any, val_idx: Any, tes
                 best_c, best_val, best_clf = float(c), val, clf
     out = evaluate(best_clf, te, "test_idx", True)
     out.update({"best_C": best_c, f"val_{select_by}": float(best_val)})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# HeCo's evaluator (heterogeneous-graph protocol: HeCo, MEOW, AdaMEOW)
+# ---------------------------------------------------------------------------------------------
+def heco_probe(embeddings: Any, y: Any, train_idx: Any, val_idx: Any, test_idx: Any, *,
+               runs: int = 50, epochs: int = 200, lr: float = 0.01, weight_decay: float = 0.0,
+               seed: int = 0) -> dict[str, float]:
+    r"""HeCo's node-classification evaluator: ``runs`` linear classifiers, per-metric selection.
+
+    Each run trains ``p(c | z) = softmax(W z + b)`` (Xavier-uniform ``W``, ``b = 0``) with Adam
+    (``lr``, ``weight_decay``) on the training nodes for ``epochs`` full-batch steps, scoring the
+    validation and test nodes after every step. For each metric separately (accuracy, Macro-F1,
+    Micro-F1) the test value at the step with the best *validation* value of that metric is kept
+    (first such step); the macro one-vs-rest AUC of the softmax probabilities is taken at the
+    best-validation-Micro-F1 step. The ``runs`` classifiers differ only in initialisation and are
+    trained together as one batched ``[runs, D, C]`` weight (Adam is elementwise, so this equals
+    ``runs`` separate trainings). Nothing is selected on test labels.
+
+    Args:
+        embeddings: frozen embeddings ``[N, D]``.
+        y: integer labels ``[N]`` (0-based).
+        train_idx, val_idx, test_idx: disjoint index sets (or boolean masks).
+        runs: classifier initialisations (HeCo: 50).
+        epochs: Adam steps per run (HeCo: 200).
+        lr, weight_decay: Adam settings (per dataset in HeCo / MEOW).
+        seed: seed of the initialisations.
+
+    Returns:
+        ``{"acc", "macro_f1", "micro_f1", "auc"}`` (means over runs, in [0, 1]) and the same keys
+        with ``_std`` (standard deviation over runs, i.e. over classifier initialisations only).
+    """
+    x = _embeddings("embeddings", embeddings).float()
+    labels = _labels("y", y)
+    n = x.shape[0]
+    tr = _indices("train_idx", train_idx, n)
+    va = _indices("val_idx", val_idx, n)
+    te = _indices("test_idx", test_idx, n)
+    _disjoint(train_idx=tr, val_idx=va, test_idx=te)
+    runs = _check_int("runs", runs, minimum=1)
+    epochs = _check_int("epochs", epochs, minimum=1)
+    check_positive("lr", lr)
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay: expected a value >= 0, got {weight_decay}")
+    c = int(labels.max()) + 1
+    yt = torch.as_tensor(labels, dtype=torch.long)
+    g = torch.Generator().manual_seed(int(seed))
+    d = x.shape[1]
+    bound = math.sqrt(6.0 / (d + c))
+    w = ((torch.rand(runs, d, c, generator=g) * 2 - 1) * bound).requires_grad_(True)
+    b = torch.zeros(runs, 1, c, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=lr, weight_decay=weight_decay)
+    x_tr, y_tr = x[tr], yt[tr]
+    x_va, y_va, x_te, y_te = x[va], yt[va], x[te], yt[te]
+
+    def scores(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        pred = logits.argmax(-1)  # [R, n]
+        acc = (pred == target).float().mean(1)
+        oh_p = torch.nn.functional.one_hot(pred, c).float()
+        oh_t = torch.nn.functional.one_hot(target, c).float()[None]
+        tp = (oh_p * oh_t).sum(1)
+        den = oh_p.sum(1) + oh_t.sum(1)
+        present = den > 0  # sklearn: labels in y_true or y_pred
+        f1 = torch.where(present, 2 * tp / den.clamp_min(1), torch.zeros_like(tp))
+        macro = f1.sum(1) / present.sum(1).clamp_min(1)
+        return acc, macro  # micro-F1 == accuracy for single-label multi-class
+
+    best_val = {k: torch.full((runs,), -1.0) for k in ("acc", "macro_f1", "micro_f1")}
+    best_test = {k: torch.zeros(runs) for k in best_val}
+    best_proba = torch.zeros(runs, len(te), c)
+    with torch.enable_grad(), _single_thread(False):
+        for _ in range(epochs):
+            opt.zero_grad(set_to_none=True)
+            logits = torch.baddbmm(b, x_tr.expand(runs, -1, -1), w)
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, c), y_tr.repeat(runs), reduction="sum") / len(tr)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                lv = torch.baddbmm(b, x_va.expand(runs, -1, -1), w)
+                lt = torch.baddbmm(b, x_te.expand(runs, -1, -1), w)
+                va_acc, va_mac = scores(lv, y_va)
+                te_acc, te_mac = scores(lt, y_te)
+                for k, v, t in (("acc", va_acc, te_acc), ("macro_f1", va_mac, te_mac),
+                                ("micro_f1", va_acc, te_acc)):
+                    better = v > best_val[k]
+                    best_val[k] = torch.where(better, v, best_val[k])
+                    best_test[k] = torch.where(better, t, best_test[k])
+                    if k == "micro_f1":
+                        best_proba[better] = torch.softmax(lt[better], -1)
+    aucs = np.array([_ovr_macro_auc(labels[te], best_proba[r].numpy().astype(np.float64),
+                                    name="y") for r in range(runs)])
+    out: dict[str, float] = {}
+    for k in ("acc", "macro_f1", "micro_f1"):
+        v = best_test[k].double().numpy()
+        out[k], out[f"{k}_std"] = float(v.mean()), float(v.std())
+    out["auc"], out["auc_std"] = float(aucs.mean()), float(aucs.std())
     return out

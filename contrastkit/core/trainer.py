@@ -196,6 +196,10 @@ class Trainer:
         log_name: file name of the JSON-lines log inside ``out_dir``.
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
 
+    Early stopping: a method that sets ``method.stop_training = True`` (e.g. in
+    ``on_epoch_end``) ends training after that epoch, which then counts as the last one
+    (evaluated and checkpointed).
+
     Attributes:
         history: one dict per epoch (``epoch``, ``loss``, ``time_s``, ``lr`` and, when evaluated,
             ``eval_time_s`` and the evaluator's metrics); also written to the log.
@@ -583,7 +587,9 @@ class Trainer:
                 lr = self.optimizer.param_groups[0].get("lr", float("nan"))
                 record: dict[str, Any] = {"epoch": epoch, "loss": mean_loss,
                                           "time_s": elapsed, "lr": float(lr)}
-                last = epoch == self.epochs - 1
+                # a method may stop early (e.g. patience on its loss) by setting stop_training
+                stop = bool(getattr(method, "stop_training", False))
+                last = epoch == self.epochs - 1 or stop
                 due = ((epoch + 1) % self.eval_every == 0) if self.eval_every > 0 else last
                 if self.evaluator is not None and rank == 0 and due:
                     t1 = time.perf_counter()
@@ -602,6 +608,8 @@ class Trainer:
                         last or (self.checkpoint_every > 0
                                  and (epoch + 1) % self.checkpoint_every == 0)):
                     self._save(method, epoch + 1, loader)
+                if stop:
+                    break
         finally:
             if bar is not None:
                 bar.close()
