@@ -538,8 +538,7 @@ def evaluate(config: GCooLConfig, embeddings: Tensor, ctx: RunContext) -> dict[s
     return _grace.evaluate(config, embeddings, ctx, evaluate_fn=evaluate_embeddings)
 
 
-#: the official per-dataset configurations (``param/*.json``, spec §4). Cora and CiteSeer have
-#: none: they use the constructor/``main.py`` defaults (``mid_channels = 2d``) with GRACE's epochs.
+#: the official per-dataset configurations (``param/*.json``, spec §4)
 GCOOL_PRESETS: dict[str, dict[str, Any]] = {
     "computers": dict(lr=0.01, mid_channels=2558, hidden_channels=512, projection_channels=512,
                       activation="rrelu_random", drop_edge_p1=0.45, drop_edge_p2=0.45,
@@ -564,9 +563,13 @@ GCOOL_PRESETS: dict[str, dict[str, Any]] = {
     "acm": dict(epochs=300, lr=1e-3, hidden_channels=128, projection_channels=128,
                 mid_channels=256, drop_scheme="uniform", drop_edge_p1=0.2, drop_feature_p1=0.3,
                 num_communities=3, stride=500),
-    "cora": dict(epochs=200),
-    "citeseer": dict(epochs=200),
 }
+# Cora and CiteSeer have no official gCooL configuration. Label-free rule: GRACE's official
+# configuration for the dataset (lr, widths, activation, drop rates, tau, epochs), gCooL's
+# degree-adaptive augmentation and its constructor defaults (K = 10, lambda = 1, eta = 500).
+for _name in ("cora", "citeseer"):
+    GCOOL_PRESETS[_name] = dict(_grace.GRACE_PRESETS[_name], drop_scheme="degree")
+del _name
 
 register(MethodSpec(
     name="gcool", config_cls=GCooLConfig, run=run, evaluate=evaluate,
