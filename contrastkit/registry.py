@@ -99,6 +99,8 @@ class MethodSpec:
 _BUILTIN: dict[str, str] = {
     "grace": "contrastkit.graphcl.grace",
     "gca": "contrastkit.graphcl.grace",
+    "grace_pot": "contrastkit.graphcl.grace",
+    "gca_pot": "contrastkit.graphcl.grace",
     "gcool": "contrastkit.graphcl.gcool",
     "meow": "contrastkit.graphcl.meow",
     "adameow": "contrastkit.graphcl.meow",

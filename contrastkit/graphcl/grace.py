@@ -27,7 +27,13 @@ Evaluation follows the spec (``../shared/specs/graph/grace_gca.md``, section 5):
 * ``eval_protocol="gca"`` — GCA's evaluator: a linear softmax classifier trained with Adam on a
   10 % / 10 % / 80 % split, test accuracy at the best *validation* accuracy.
 
-Neither selects anything on test labels.
+* ``eval_protocol="pot"`` — the POT paper's evaluator: the same torch classifier on the public
+  split (Planetoid, in the correct train/val/test order) or one random 10/10/80 split from the run
+  seed; ``pot_swap_masks`` adds the official swapped-mask result under ``*_official`` keys.
+
+Neither selects anything on test labels. POT (:mod:`contrastkit.graphcl.pot`) is a switch of the
+config (``pot=true``, ``pot_kappa``, ...) handled in :meth:`GRACE.training_step`, so subclasses
+that only override :meth:`GRACE.loss` get it too.
 """
 
 from __future__ import annotations
@@ -52,12 +58,16 @@ from ..core.trainer import Trainer
 from ..registry import MethodSpec, RunContext, RunResult, register
 from .augment import AdaptiveDropEdges, AdaptiveMaskFeatures, DropEdges, MaskFeatures
 from .encoders import GCNEncoder, ProjectionHead
+from .pot import GCA_POT_PRESETS, GRACE_POT_PRESETS, POTOptions, POTPlugin
 from .validate import validate_graph
 
 
 @dataclass
-class GRACEConfig:
+class GRACEConfig(POTOptions):
     """Hyperparameters of GRACE / GCA (names follow the spec's tables).
+
+    The POT fields (``pot``, ``pot_kappa``, ``pot_batch``, ``loss_subset``, ...) come from
+    :class:`~contrastkit.graphcl.pot.POTOptions`.
 
     Attributes:
         dataset: dataset id (see ``contrastkit datasets``).
@@ -78,8 +88,9 @@ class GRACEConfig:
         symmetric_edge_drop: drop whole undirected edges (the official code drops directed
             entries; default reproduces the code).
         block_size: anchors per row block in the loss (``None``: automatic).
-        eval_protocol: ``grace`` (sklearn CV logistic regression, 10/90) or ``gca`` (torch
-            logistic regression, 10/10/80, validation-selected).
+        eval_protocol: ``grace`` (sklearn CV logistic regression, 10/90), ``gca`` (torch
+            logistic regression, 10/10/80, validation-selected) or ``pot`` (torch logistic
+            regression on the public split, else one 10/10/80 split).
         probe_cv: how the ``grace`` protocol cross-validates ``C`` on the training part: ``grace``
             (GRACE's evaluator: one-hot targets, unshuffled 5-fold, a row counts when every
             class's threshold is right) or ``stratified`` (shuffled stratified 5-fold accuracy).
@@ -106,16 +117,17 @@ class GRACEConfig:
     dense_features: bool = False
     symmetric_edge_drop: bool = False
     block_size: int | None = None
-    eval_protocol: Literal["grace", "gca"] = "grace"
+    eval_protocol: Literal["grace", "gca", "pot"] = "grace"
     probe_cv: Literal["grace", "stratified"] = "grace"
     eval_repeats: int = 3
     eval_every: int = 0
     checkpoint_every: int = 0
 
     #: evaluation protocols this config accepts (subclasses extend it)
-    EVAL_PROTOCOLS: ClassVar[tuple[str, ...]] = ("grace", "gca")
+    EVAL_PROTOCOLS: ClassVar[tuple[str, ...]] = ("grace", "gca", "pot")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("drop_edge_p1", "drop_edge_p2", "drop_feature_p1", "drop_feature_p2",
                      "drop_threshold"):
             check_probability(name, getattr(self, name))
@@ -143,10 +155,15 @@ class GRACE(ContrastiveMethod):
     def __init__(self, config: GRACEConfig, in_channels: int) -> None:
         super().__init__(config)
         c = config
-        self.encoder = GCNEncoder(in_channels, c.hidden_channels, c.num_layers, c.activation)
+        self.encoder = GCNEncoder(in_channels, c.hidden_channels, c.num_layers, c.activation,
+                                  mid_channels=getattr(c, "mid_channels", None))
         self.head = ProjectionHead(c.hidden_channels, c.projection_channels, c.hidden_channels)
         self.augment = [self._view_transform(c.drop_edge_p1, c.drop_feature_p1),
                         self._view_transform(c.drop_edge_p2, c.drop_feature_p2)]
+        self.pot_plugin = POTPlugin(c)
+        self.current_subset: Tensor | None = None  # nodes of the base loss in this step
+        self._perm_gen: torch.Generator | None = None
+        self._epoch = 0
 
     def _view_transform(self, p_edge: float, p_feature: float) -> Compose:
         c = self.config
@@ -169,6 +186,49 @@ class GRACE(ContrastiveMethod):
         return nt_xent(projections[0], projections[1], temperature=self.config.temperature,
                        block_size=self.config.block_size)
 
+    # ---- node subsets (POT protocol) and the POT term -----------------------------------
+    def on_fit_start(self, trainer: Any) -> None:
+        seed = getattr(trainer, "seed", None)
+        self._perm_gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self._epoch = epoch
+
+    def _chunk(self, nodes: Tensor, size: int) -> Tensor:
+        """Chunk ``(epoch + 1) mod #chunks`` of ``nodes`` (official ``get_batch``)."""
+        num = (nodes.numel() - 1) // size + 1
+        i = (self._epoch + 1) % num
+        return nodes[i * size:(i + 1) * size]
+
+    def training_step(self, batch: Data) -> Tensor:
+        """Base loss on the step's nodes, plus ``κ``-weighted POT when ``config.pot``.
+
+        ``L = (1 - κ) L_GCL + κ (L_POT¹ + L_POT²) / 2``. The base loss is ``self.loss`` on the
+        projections of all nodes, or of a chunk of a fresh random permutation when
+        ``loss_subset > 0`` (``self.current_subset``). The permutation comes from the method's
+        own generator (seeded at fit start), so POT never changes the global random stream and
+        ``κ = 0`` reproduces the base method bit for bit.
+        """
+        c = self.config
+        views = self.views(batch)
+        z = [self.encode(v) for v in views]
+        perm = None
+        if c.loss_subset > 0 or (c.pot and c.pot_batch > 0):
+            if self._perm_gen is None:
+                self._perm_gen = torch.Generator().manual_seed(0)
+            perm = torch.randperm(z[0].size(0), generator=self._perm_gen).to(z[0].device)
+        nodes = self._chunk(perm, c.loss_subset) if c.loss_subset > 0 else None
+        self.current_subset = nodes
+        zs = z if nodes is None else [zi[nodes] for zi in z]
+        loss = self.loss([self.project(zi) for zi in zs], batch)
+        if not c.pot:
+            return loss
+        pot_nodes = nodes
+        if c.pot_batch > 0:
+            pot_nodes = self._chunk(perm if nodes is None else nodes, c.pot_batch)
+        pot = self.pot_plugin.loss(self.encoder, batch, views, z, pot_nodes)
+        return (1.0 - c.pot_kappa) * loss + c.pot_kappa * pot
+
 
 def _labels(data: Data) -> np.ndarray:
     return data.y.detach().cpu().numpy()
@@ -181,6 +241,8 @@ def evaluate_embeddings(config: GRACEConfig, embeddings: Tensor, data: Data,
     n = embeddings.size(0)
     keys = ("acc", "micro_f1", "macro_f1")
     per: list[dict[str, float]] = []
+    if config.eval_protocol == "pot":
+        return _evaluate_pot(config, embeddings, data, seed)
     public = _public_splits(data) if config.eval_protocol == "gca" else None
     if public is not None:  # WikiCS: GCA evaluates on the 20 public splits, 800 epochs each
         for i, (train, val, test) in enumerate(public):
@@ -198,6 +260,27 @@ def evaluate_embeddings(config: GRACEConfig, embeddings: Tensor, data: Data,
         per.append({k: float(res[k]) for k in keys})
     out = {k: float(np.mean([p[k] for p in per])) for k in per[0]}
     out.update({f"{k}_split_std": float(np.std([p[k] for p in per])) for k in per[0]})
+    return out
+
+
+def _evaluate_pot(config: GRACEConfig, embeddings: Tensor, data: Data,
+                  seed: int) -> dict[str, float]:
+    """POT's evaluator (spec pot.md §5): torch LR (3000 epochs, Adam 0.01, selected every 20
+    epochs on validation Micro-F1) on the public split, or on one random 10/10/80 split."""
+    y = _labels(data)
+    keys = ("acc", "micro_f1", "macro_f1")
+    train = getattr(data, "train_mask", None)
+    public = train is not None and train.dim() == 1
+    if public:
+        idx = lambda m: m.nonzero().view(-1)  # noqa: E731
+        tr, va, te = idx(data.train_mask), idx(data.val_mask), idx(data.test_mask)
+    else:
+        tr, va, te = random_split(embeddings.size(0), 0.1, 0.1, seed=seed)
+    res = torch_lr_probe(embeddings, y, tr, va, te, epochs=3000, seed=seed)
+    out = {k: float(res[k]) for k in keys}
+    if config.pot_swap_masks and public:  # official: (train, val, test) read as (train, test, val)
+        off = torch_lr_probe(embeddings, y, tr, te, va, epochs=3000, seed=seed)
+        out.update({f"{k}_official": float(off[k]) for k in keys})
     return out
 
 
@@ -225,14 +308,15 @@ def run(config: GRACEConfig, ctx: RunContext) -> RunResult:
 
 
 def train_and_evaluate(method_cls: type[GRACE], evaluate_fn: Any, config: GRACEConfig,
-                       ctx: RunContext) -> RunResult:
+                       ctx: RunContext, data: Data | None = None) -> RunResult:
     """Shared ``run`` of the node-level graph methods built on :class:`GRACE` (GRACE, GCA, gCooL).
 
     Loads ``config.dataset``, trains ``method_cls(config, F)`` full batch with the shared
     :class:`~contrastkit.core.trainer.Trainer` (checkpoints, resume, periodic evaluation), then
     scores the clean-graph embeddings with ``evaluate_fn(config, embeddings, data, seed)``.
+    ``data`` replaces the loaded dataset (e.g. gCooL's multiplex graph).
     """
-    data = _load(config)
+    data = _load(config) if data is None else data
     torch.manual_seed(ctx.seed)
     method = method_cls(config, data.num_features)
     trainer = Trainer(config.epochs, device=ctx.device, seed=ctx.seed, progress=ctx.progress,
@@ -248,8 +332,8 @@ def train_and_evaluate(method_cls: type[GRACE], evaluate_fn: Any, config: GRACEC
     t0 = time.perf_counter()
     with torch.no_grad():
         emb = method.embed(device_data).cpu()
-        v1, v2 = method.views(device_data)
-        z1, z2 = method.encode(v1).cpu(), method.encode(v2).cpu()
+        views = method.views(device_data)
+        z1, z2 = method.encode(views[0]).cpu(), method.encode(views[1]).cpu()
     metrics = evaluate_fn(config, emb, data.cpu(), ctx.seed)
     metrics["eval_time_s"] = time.perf_counter() - t0
     metrics["alignment"] = float(alignment(z1, z2))
@@ -326,8 +410,44 @@ class GCAConfig(GRACEConfig):
     drop_feature_p2: float = 0.0
     temperature: float = 0.4
     drop_scheme: Literal["uniform", "degree", "pagerank", "evc"] = "degree"
-    eval_protocol: Literal["grace", "gca"] = "gca"
+    eval_protocol: Literal["grace", "gca", "pot"] = "gca"
     eval_repeats: int = 1
+
+
+@dataclass
+class GRACEPOTConfig(GRACEConfig):
+    """GRACE+POT with the POT paper's protocol (defaults: its Cora configuration)."""
+
+    pot: bool = True
+    pot_kappa: float = 0.4
+    lr: float = 5e-4
+    drop_edge_p1: float = 0.4
+    drop_edge_p2: float = 0.3
+    drop_feature_p1: float = 0.0
+    drop_feature_p2: float = 0.0
+    temperature: float = 0.7
+    eval_protocol: Literal["grace", "gca", "pot"] = "pot"
+    eval_repeats: int = 1
+
+
+@dataclass
+class GCAPOTConfig(GCAConfig):
+    """GCA+POT with the POT paper's protocol (defaults: its Cora configuration)."""
+
+    dataset: str = "cora"
+    pot: bool = True
+    pot_kappa: float = 0.3
+    epochs: int = 700
+    lr: float = 5e-4
+    hidden_channels: int = 128
+    projection_channels: int = 128
+    activation: str = "relu"
+    drop_edge_p1: float = 0.3
+    drop_edge_p2: float = 0.1
+    drop_feature_p1: float = 0.0
+    drop_feature_p2: float = 0.0
+    temperature: float = 0.9
+    eval_protocol: Literal["grace", "gca", "pot"] = "pot"
 
 
 register(MethodSpec(
@@ -338,3 +458,13 @@ register(MethodSpec(
     name="gca", config_cls=GCAConfig, run=run, evaluate=evaluate,
     description="GCA: GRACE with centrality-adaptive augmentation (Zhu et al., 2021)",
     default_dataset="computers", presets=GCA_PRESETS))
+register(MethodSpec(
+    name="grace_pot", config_cls=GRACEPOTConfig, run=run, evaluate=evaluate,
+    description="GRACE+POT: GRACE with the node-compactness regulariser (Yu et al., 2023), "
+                "POT paper protocol (--set pot=false: its baseline)",
+    default_dataset="cora", presets=GRACE_POT_PRESETS))
+register(MethodSpec(
+    name="gca_pot", config_cls=GCAPOTConfig, run=run, evaluate=evaluate,
+    description="GCA+POT: GCA with the node-compactness regulariser (Yu et al., 2023), "
+                "POT paper protocol (--set pot=false: its baseline)",
+    default_dataset="cora", presets=GCA_POT_PRESETS))
