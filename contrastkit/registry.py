@@ -105,6 +105,7 @@ _BUILTIN: dict[str, str] = {
     "meow": "contrastkit.graphcl.meow",
     "adameow": "contrastkit.graphcl.meow",
     "comet": "contrastkit.seqcl.comet",
+    "ts2vec": "contrastkit.seqcl.ts2vec",
 }
 
 _REGISTRY: dict[str, MethodSpec] = {}
