@@ -73,7 +73,8 @@ from ..core.trainer import Trainer
 from ..datasets.medical import (PatientDataset, SampleSet, TrialBatches, label_subset,
                                 make_samples, patient_kfold)
 from ..registry import MethodSpec, RunContext, RunResult, register
-from .hierarchical import MASK_MODES, TSEncoder, hierarchical_contrastive_loss
+from .hierarchical import (MASK_MODES, AveragedEncoder, TSEncoder,
+                           hierarchical_contrastive_loss)
 
 __all__ = ["COMETConfig", "COMET", "FineTuneClassifier", "id_contrastive_loss",
            "same_id_pairs", "comet_loss", "pretrain", "finetune", "classification_metrics",
@@ -255,7 +256,7 @@ def comet_loss(levels: dict[str, Tensor], weights: tuple[float, ...], weighting:
 
 
 # ------------------------------------------------------------------------------------ method
-class COMET(ContrastiveMethod):
+class COMET(AveragedEncoder, ContrastiveMethod):
     """COMET pre-training as a method for the shared :class:`~contrastkit.core.trainer.Trainer`.
 
     Batches are dicts ``{"x": [B, T, C], "patient": [B], "trial": [B], ...}``
@@ -270,13 +271,8 @@ class COMET(ContrastiveMethod):
         self.encoder = TSEncoder(in_channels, c.output_dims, c.hidden_dims, c.depth,
                                  mask_mode="all_true", dropout=c.dropout)
         self.weights = c.effective_weights()
-        self.swa_encoder: nn.Module | None = None
-        if c.swa:
-            self.swa_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
-            self.register_buffer("swa_count", torch.zeros((), dtype=torch.long))
+        self.init_average(c.swa)
         self._epoch = 0
-        self._steps = 0          # training steps taken (= optimiser updates once each returns)
-        self._averaged_at = 0    # the step count whose weights were averaged last
         self.last_levels: dict[str, float] = {}
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
@@ -286,24 +282,8 @@ class COMET(ContrastiveMethod):
     def on_epoch_start(self, epoch: int) -> None:
         self._epoch = epoch
 
-    @torch.no_grad()
-    def update_average(self) -> None:
-        """Fold the current encoder weights into the running average (equal weights).
-
-        Like ``AveragedModel.update_parameters`` after every optimiser step: the initial weights
-        are never averaged, and the same weights are never averaged twice.
-        """
-        if (self.swa_encoder is None or self._epoch < self.config.swa_start_epoch
-                or self._steps == 0 or self._steps == self._averaged_at):
-            return
-        self._averaged_at = self._steps
-        n = int(self.swa_count)
-        for p_avg, p in zip(self.swa_encoder.parameters(), self.encoder.parameters()):
-            if n == 0:
-                p_avg.copy_(p)
-            else:
-                p_avg.add_((p - p_avg) / (n + 1))
-        self.swa_count += 1
+    def averaging_active(self) -> bool:
+        return self._epoch >= self.config.swa_start_epoch
 
     def level_losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The active levels' losses; two encoder passes per level (spec section 3.4)."""
@@ -328,21 +308,10 @@ class COMET(ContrastiveMethod):
         return out
 
     def training_step(self, batch: dict[str, Tensor]) -> Tensor:
-        if self.training:
-            self.update_average()  # weights after the previous optimiser step
-            self._steps += 1
+        self.count_step()
         levels = self.level_losses(batch)
         self.last_levels = {k: float(v.detach()) for k, v in levels.items()}
         return comet_loss(levels, self.weights, self.config.weighting)
-
-    def downstream_encoder(self) -> nn.Module:
-        """The encoder used downstream: the running average (after a final update), else the raw
-        one."""
-        if self.swa_encoder is not None:
-            self.update_average()
-            if int(self.swa_count) > 0:
-                return self.swa_encoder
-        return self.encoder
 
     @torch.no_grad()
     def embed(self, x: Tensor) -> Tensor:

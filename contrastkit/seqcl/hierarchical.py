@@ -30,6 +30,8 @@ one more instance term at ``T = 1`` (``final_instance=True``); COMET does not.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,12 +40,64 @@ from torch import Tensor, nn
 from ..core.checks import check_choice, check_tensor
 from ..core.engine import contrastive_loss
 
-__all__ = ["SamePadConv", "ConvBlock", "DilatedConvEncoder", "TSEncoder", "generate_mask",
+__all__ = ["AveragedEncoder", "SamePadConv", "ConvBlock", "DilatedConvEncoder", "TSEncoder", "generate_mask",
            "MASK_MODES", "temporal_contrastive_loss", "instance_contrastive_loss",
            "hierarchical_contrastive_loss", "max_pool_time", "receptive_field"]
 
 #: timestamp mask modes of :func:`generate_mask`
 MASK_MODES = ("all_true", "all_false", "binomial", "continuous", "mask_last")
+
+
+class AveragedEncoder:
+    """Mixin for methods with ``self.encoder`` that encode downstream with an equal-weight running
+    average of its weights (SWA; TS2Vec and COMET keep one, like ``AveragedModel``).
+
+    Call :meth:`init_average` in ``__init__`` after setting ``self.encoder`` and :meth:`count_step`
+    at the start of every training step: the weights after each optimiser step are folded in once
+    (the initial weights never are). :meth:`downstream_encoder` returns the average (after a final
+    update) when there is one. Subclasses may override :meth:`averaging_active` (e.g. to start
+    averaging at a later epoch).
+    """
+
+    def init_average(self, enabled: bool) -> None:
+        self.swa_encoder = (copy.deepcopy(self.encoder).requires_grad_(False) if enabled
+                            else None)
+        self.register_buffer("swa_count", torch.zeros((), dtype=torch.long))
+        self._steps = 0          # training steps taken (= optimiser updates once each returns)
+        self._averaged_at = 0    # the step count whose weights were averaged last
+
+    def averaging_active(self) -> bool:
+        return True
+
+    @torch.no_grad()
+    def update_average(self) -> None:
+        """Fold the current encoder weights into the running average (equal weights)."""
+        if (self.swa_encoder is None or not self.averaging_active() or self._steps == 0
+                or self._steps == self._averaged_at):
+            return
+        self._averaged_at = self._steps
+        n = int(self.swa_count)
+        for p_avg, p in zip(self.swa_encoder.parameters(), self.encoder.parameters()):
+            if n == 0:
+                p_avg.copy_(p)
+            else:
+                p_avg.add_((p - p_avg) / (n + 1))
+        self.swa_count += 1
+
+    def count_step(self) -> None:
+        """Start of a training step: average the previous step's weights, count this one."""
+        if self.training:
+            self.update_average()
+            self._steps += 1
+
+    def downstream_encoder(self) -> nn.Module:
+        """The averaged encoder (after a final update) when there is one, else the raw one."""
+        if self.swa_encoder is not None:
+            self.update_average()
+            if int(self.swa_count) > 0:
+                return self.swa_encoder
+        return self.encoder
+
 
 
 class SamePadConv(nn.Module):

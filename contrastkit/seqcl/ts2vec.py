@@ -41,7 +41,6 @@ Evaluation (spec A5):
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -54,7 +53,8 @@ from ..core.checks import check_choice, check_positive, check_tensor
 from ..core.method import ContrastiveMethod
 from ..core.trainer import Trainer
 from ..registry import MethodSpec, RunContext, RunResult, register
-from .hierarchical import MASK_MODES, TSEncoder, hierarchical_contrastive_loss
+from .hierarchical import (MASK_MODES, AveragedEncoder, TSEncoder,
+                           hierarchical_contrastive_loss)
 
 __all__ = ["TS2VecConfig", "TS2Vec", "SeriesBatches", "default_iters", "prepare_train_data",
            "take_crops", "encode_causal", "encode_full", "fit_ridge", "pred_samples",
@@ -236,7 +236,7 @@ def take_crops(x: Tensor, temporal_unit: int = 0) -> tuple[Tensor, Tensor, int]:
 
 
 # ------------------------------------------------------------------------------ the method
-class TS2Vec(ContrastiveMethod):
+class TS2Vec(AveragedEncoder, ContrastiveMethod):
     """TS2Vec through the shared trainer: batches ``[B, T, C]`` of training series."""
 
     name = "ts2vec"
@@ -246,35 +246,17 @@ class TS2Vec(ContrastiveMethod):
         self.encoder = TSEncoder(input_dims, config.output_dims, config.hidden_dims,
                                  config.depth, mask_mode=config.mask_mode,
                                  dropout=config.dropout)
-        self.swa_encoder = copy.deepcopy(self.encoder).requires_grad_(False) if config.swa \
-            else None
-        self.register_buffer("swa_count", torch.zeros((), dtype=torch.long))
-        self._steps = 0
-        self._averaged_at = 0
+        self.init_average(config.swa)
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.encoder.parameters(), lr=self.config.lr,
                                  weight_decay=self.config.weight_decay)
 
-    @torch.no_grad()
-    def update_average(self) -> None:
-        """Fold the weights after the latest optimiser step into the equal-weight average
-        (``AveragedModel.update_parameters``; each step's weights are folded once)."""
-        if self.swa_encoder is None or self._steps == 0 or self._steps == self._averaged_at:
-            return
-        self._averaged_at = self._steps
-        n = int(self.swa_count)
-        for p_avg, p in zip(self.swa_encoder.parameters(), self.encoder.parameters()):
-            p_avg.copy_(p) if n == 0 else p_avg.add_((p - p_avg) / (n + 1))
-        self.swa_count += 1
-
     def on_epoch_end(self, epoch: int) -> None:
         self.update_average()
 
     def training_step(self, x: Tensor) -> Tensor:
-        if self.training:
-            self.update_average()
-            self._steps += 1
+        self.count_step()
         m = self.config.max_train_length
         if x.size(1) > m:
             start = int(torch.randint(0, x.size(1) - m + 1, ()))
@@ -284,14 +266,6 @@ class TS2Vec(ContrastiveMethod):
         r2 = self.encoder(v2)[:, :crop_l]
         return hierarchical_contrastive_loss(r1, r2, alpha=self.config.alpha,
                                              temporal_unit=self.config.temporal_unit)
-
-    def downstream_encoder(self) -> nn.Module:
-        """The averaged encoder (after a final update) when SWA is on, else the raw one."""
-        if self.swa_encoder is not None:
-            self.update_average()
-            if int(self.swa_count) > 0:
-                return self.swa_encoder
-        return self.encoder
 
     @torch.no_grad()
     def embed(self, x: Tensor) -> Tensor:
