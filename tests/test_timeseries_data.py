@@ -136,3 +136,15 @@ def test_uea_japanese_vowels_variable_length():
     np.testing.assert_allclose(np.nanmean(d.x_train.reshape(-1, 12), 0), 0, atol=1e-4)
     e = datasets.load("uea-ering", root)  # ARFF only
     assert e.x_train.shape == (30, 65, 4) and e.num_classes == 6
+
+
+def test_archive_sets_are_registered_without_data(tmp_path, monkeypatch):
+    """A user without the archives sees the benchmark sets as missing, not as unknown ids."""
+    from contrastkit import datasets
+    from contrastkit.datasets.timeseries import KNOWN_ARCHIVE_SETS
+    monkeypatch.setenv("CONTRASTKIT_DATA", str(tmp_path))
+    status = {s.id: s.status for s in datasets.available()}
+    assert len(KNOWN_ARCHIVE_SETS["UCR"]) == 61
+    assert status["ucr-gunpoint"] == "missing" and status["uea-basicmotions"] == "missing"
+    with pytest.raises(FileNotFoundError, match="ucr-gunpoint"):
+        datasets.load("gunpoint")

@@ -467,6 +467,27 @@ def _slug(name: str) -> str:
     return "-".join(name.strip().lower().replace("_", " ").replace("-", " ").split())
 
 
+#: the archive datasets the benchmarks use (the shared data's 61 UCR and 3 UEA sets); they are
+#: registered even when absent (status "missing"), and any other archive folder found is added
+KNOWN_ARCHIVE_SETS: dict[str, tuple[str, ...]] = {
+    "UCR": (
+        "ACSF1", "ArrowHead", "BME", "Beef", "BirdChicken", "CBF", "Car", "Coffee", "CricketX",
+        "CricketY", "DiatomSizeReduction", "DistalPhalanxOutlineAgeGroup",
+        "DistalPhalanxOutlineCorrect", "DodgerLoopDay", "DodgerLoopGame", "DodgerLoopWeekend",
+        "ECGFiveDays", "Earthquakes", "FaceAll", "FacesUCR", "FiftyWords", "Fish", "GestureMidAirD1",
+        "GestureMidAirD2", "GestureMidAirD3", "GesturePebbleZ2", "GunPoint", "GunPointAgeSpan",
+        "GunPointOldVersusYoung", "Ham", "Herring", "InsectEPGRegularTrain", "InsectEPGSmallTrain",
+        "ItalyPowerDemand", "Lightning7", "Meat", "MedicalImages", "MiddlePhalanxOutlineAgeGroup",
+        "MiddlePhalanxOutlineCorrect", "MiddlePhalanxTW", "OSULeaf", "OliveOil",
+        "PhalangesOutlinesCorrect", "Plane", "PowerCons", "ProximalPhalanxOutlineAgeGroup",
+        "ProximalPhalanxTW", "Rock", "ShakeGestureWiimoteZ", "SmoothSubspace",
+        "SonyAIBORobotSurface1", "SonyAIBORobotSurface2", "SwedishLeaf", "SyntheticControl",
+        "ToeSegmentation1", "Trace", "TwoLeadECG", "UMD", "WordSynonyms", "Worms", "WormsTwoClass",
+    ),
+    "UEA": ("BasicMotions", "ERing", "JapaneseVowels"),
+}
+
+
 def _register_all() -> None:
     for s in FORECAST_SETS.values():
         register(DatasetSpec(id=s.id, domain="timeseries", description=s.description,
@@ -474,17 +495,18 @@ def _register_all() -> None:
                  replace=True)
     try:
         from .root import data_root
-        root = data_root(None)
-    except Exception:  # noqa: BLE001 - no data root: only the forecasting ids are registered
-        return
+        root: Path | None = Path(data_root(None))
+    except Exception:  # noqa: BLE001 - no data root: only the known archive sets
+        root = None
     from .registry import registered
     taken = {a for sp in registered() for a in (sp.id, *sp.aliases)}
     for archive, reader in (("UCR", load_ucr), ("UEA", load_uea)):
-        base = Path(root) / TS_DIR / archive
-        if not base.is_dir():
-            continue
-        for d in sorted(p for p in base.iterdir() if p.is_dir()):
-            spec = _archive_spec(archive, d.name, reader)
+        folders = set(KNOWN_ARCHIVE_SETS[archive])
+        base = None if root is None else root / TS_DIR / archive
+        if base is not None and base.is_dir():
+            folders |= {p.name for p in base.iterdir() if p.is_dir()}
+        for name in sorted(folders):
+            spec = _archive_spec(archive, name, reader)
             if spec.aliases[0] in taken:  # an alias clash (e.g. with a graph set): id only
                 spec = replace(spec, aliases=())
             register(spec, replace=True)
