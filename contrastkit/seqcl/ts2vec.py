@@ -57,7 +57,8 @@ from .hierarchical import (MASK_MODES, AveragedEncoder, TSEncoder,
                            hierarchical_contrastive_loss)
 
 __all__ = ["TS2VecConfig", "TS2Vec", "SeriesBatches", "default_iters", "prepare_train_data",
-           "take_crops", "encode_causal", "encode_full", "fit_ridge", "pred_samples",
+           "take_crops", "encode_causal", "encode_full", "fit_ridge", "ridge_for_horizon",
+           "pred_samples",
            "eval_forecasting", "eval_classification", "last_value_metrics", "fit", "run",
            "evaluate", "RIDGE_ALPHAS", "SVM_CS"]
 
@@ -376,6 +377,21 @@ def fit_ridge(x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_v
     return w, my - mx @ w, float(best)
 
 
+def ridge_for_horizon(reprs: np.ndarray, data: Any, horizon: int, *, padding: int = 200,
+                      max_samples: int = 100_000) -> tuple[np.ndarray, np.ndarray, float]:
+    """The ridge forecaster of horizon ``H`` on representations ``reprs [N, T, D]`` of ``data``:
+    trained on the train rows (the first ``padding`` dropped), ``alpha`` chosen on validation.
+
+    Returns:
+        ``(W [D, H * F], b [H * F], alpha)``.
+    """
+    y = data.targets
+    xtr, ytr = pred_samples(reprs[:, data.train_slice], y[:, data.train_slice], horizon,
+                            drop=padding)
+    xva, yva = pred_samples(reprs[:, data.valid_slice], y[:, data.valid_slice], horizon)
+    return fit_ridge(xtr, ytr, xva, yva, max_samples=max_samples)
+
+
 def eval_forecasting(encoder: nn.Module, data: Any, pred_lens: tuple[int, ...] | None = None, *,
                      padding: int = 200, batch_size: int = 256, max_samples: int = 100_000,
                      reprs: Tensor | None = None) -> dict[str, float]:
@@ -393,10 +409,8 @@ def eval_forecasting(encoder: nn.Module, data: Any, pred_lens: tuple[int, ...] |
     y = data.targets
     out: dict[str, float] = {}
     for h in pred_lens:
-        xtr, ytr = pred_samples(r[:, data.train_slice], y[:, data.train_slice], h, drop=padding)
-        xva, yva = pred_samples(r[:, data.valid_slice], y[:, data.valid_slice], h)
+        w, b, a = ridge_for_horizon(r, data, h, padding=padding, max_samples=max_samples)
         xte, yte = pred_samples(r[:, data.test_slice], y[:, data.test_slice], h)
-        w, b, a = fit_ridge(xtr, ytr, xva, yva, max_samples=max_samples)
         err = xte @ w + b - yte
         out[f"mse@{h}"] = float((err ** 2).mean())
         out[f"mae@{h}"] = float(np.abs(err).mean())
