@@ -259,7 +259,8 @@ def test_gcool_protocol_reports_honest_and_official_numbers_under_separate_keys(
 # ------------------------------------------------------------------------------------------
 def test_gcool_learns_on_cora():
     """gCooL (small widths, 150 steps with the communities active for the first 40) on Cora:
-    the honest validation-selected probe beats a floor far above the raw-feature one (~60 %)."""
+    the honest validation-selected probe beats a floor far above the raw-feature one (~60 %);
+    it measured 79.2 % here, the floor is 75 %."""
     from contrastkit.core.trainer import Trainer
     from contrastkit.datasets import load
     cora_pyg = load("cora")                      # real Cora (shared files or the embedded copy)
@@ -273,7 +274,7 @@ def test_gcool_learns_on_cora():
     assert int(m.step) == 150
     m.eval()
     out = evaluate_embeddings(cfg, m.embed(cora_pyg), cora_pyg, seed=0)
-    assert out["micro_f1"] > 0.78, out
+    assert out["micro_f1"] > 0.75, out          # measured 0.792 (seed 0)
     assert len(torch.unique(m.communities(cora_pyg))) >= 2
 
 
