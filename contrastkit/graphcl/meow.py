@@ -57,10 +57,8 @@ on validation) → ``macro_f1@20`` ...; k-means on ``z`` (10 fits) → ``nmi``, 
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
