@@ -73,13 +73,13 @@ from ..core.trainer import Trainer
 from ..datasets.medical import (PatientDataset, SampleSet, TrialBatches, label_subset,
                                 make_samples, patient_kfold)
 from ..registry import MethodSpec, RunContext, RunResult, register
-from .hierarchical import (MASK_MODES, AveragedEncoder, TSEncoder,
+from .hierarchical import (MASK_MODES, AveragedEncoder, TSEncoder, encode_full,
                            hierarchical_contrastive_loss)
 
 __all__ = ["COMETConfig", "COMET", "FineTuneClassifier", "id_contrastive_loss",
            "same_id_pairs", "comet_loss", "pretrain", "finetune", "classification_metrics",
            "run_fold", "run_folds", "run", "evaluate", "VARIANTS", "LEVELS", "ADFSU_PRESET",
-           "linear_eval", "encode_windows"]
+           "linear_eval"]
 
 #: the four levels, in the order of ``level_weights`` and ``masks``
 LEVELS = ("patient", "trial", "sample", "observation")
@@ -316,19 +316,7 @@ class COMET(AveragedEncoder, ContrastiveMethod):
     @torch.no_grad()
     def embed(self, x: Tensor) -> Tensor:
         """Max-pooled representations ``[N, D]`` of windows ``x [N, T, C]`` (no mask)."""
-        return encode_windows(self.downstream_encoder(), x)
-
-
-@torch.no_grad()
-def encode_windows(encoder: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """``max_t encoder(x)[:, t]`` in eval mode, ``[N, D]``."""
-    was = encoder.training
-    encoder.eval()
-    dev = next(encoder.parameters()).device
-    out = [encoder(x[i:i + batch_size].to(dev), "all_true").amax(1).cpu()
-           for i in range(0, x.size(0), batch_size)]
-    encoder.train(was)
-    return torch.cat(out)
+        return encode_full(self.downstream_encoder(), x, 512)
 
 
 # -------------------------------------------------------------------------------- fine-tuning
@@ -447,7 +435,7 @@ def linear_eval(encoder: nn.Module, train: SampleSet, test: SampleSet, *, seed: 
     """Frozen encoder: standardised max-pooled features -> logistic regression (all labels)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
-    ftr, fte = encode_windows(encoder, train.x).numpy(), encode_windows(encoder, test.x).numpy()
+    ftr, fte = encode_full(encoder, train.x, 512).numpy(), encode_full(encoder, test.x, 512).numpy()
     sc = StandardScaler().fit(ftr)
     clf = LogisticRegression(max_iter=5000, random_state=seed,
                              class_weight=None if class_weight == "none" else "balanced")

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from ..core.checks import check_choice, check_tensor
 from ..core.engine import contrastive_loss
 
-__all__ = ["AveragedEncoder", "SamePadConv", "ConvBlock", "DilatedConvEncoder", "TSEncoder", "generate_mask",
+__all__ = ["AveragedEncoder", "encode_full", "SamePadConv", "ConvBlock", "DilatedConvEncoder", "TSEncoder", "generate_mask",
            "MASK_MODES", "temporal_contrastive_loss", "instance_contrastive_loss",
            "hierarchical_contrastive_loss", "max_pool_time", "receptive_field"]
 
@@ -300,3 +300,16 @@ def receptive_field(depth: int, kernel_size: int = 3) -> int:
     """Receptive field (time steps) of :class:`DilatedConvEncoder` with ``depth + 1`` blocks."""
     return 1 + int(np.sum([2 * (kernel_size - 1) * 2 ** i for i in range(depth + 1)]))
 
+
+@torch.no_grad()
+def encode_full(encoder: nn.Module, x: Tensor | np.ndarray, batch_size: int = 256) -> Tensor:
+    """Full-series encoding max-pooled over time ``[N, T, C] -> [N, D]`` (eval mode, no mask)."""
+    x = torch.as_tensor(x, dtype=torch.float32)
+    check_tensor("x", x, ndim=3, floating=True)
+    was = encoder.training
+    encoder.eval()
+    dev = next(encoder.parameters()).device
+    out = [encoder(x[i:i + batch_size].to(dev), "all_true").amax(1).cpu()
+           for i in range(0, x.size(0), batch_size)]
+    encoder.train(was)
+    return torch.cat(out)

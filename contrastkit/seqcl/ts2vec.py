@@ -53,7 +53,7 @@ from ..core.checks import check_choice, check_positive, check_tensor
 from ..core.method import ContrastiveMethod
 from ..core.trainer import Trainer
 from ..registry import MethodSpec, RunContext, RunResult, register
-from .hierarchical import (MASK_MODES, AveragedEncoder, TSEncoder,
+from .hierarchical import (MASK_MODES, AveragedEncoder, TSEncoder, encode_full,
                            hierarchical_contrastive_loss)
 
 __all__ = ["TS2VecConfig", "TS2Vec", "SeriesBatches", "default_iters", "prepare_train_data",
@@ -298,20 +298,6 @@ def encode_causal(encoder: nn.Module, x: Tensor | np.ndarray, padding: int = 200
         out.append(torch.cat(rows))
     encoder.train(was)
     return torch.stack(out)
-
-
-@torch.no_grad()
-def encode_full(encoder: nn.Module, x: Tensor | np.ndarray, batch_size: int = 256) -> Tensor:
-    """Full-series encoding max-pooled over time ``[N, T, C] -> [N, D]`` (eval mode, no mask)."""
-    x = torch.as_tensor(x, dtype=torch.float32)
-    check_tensor("x", x, ndim=3, floating=True)
-    was = encoder.training
-    encoder.eval()
-    dev = next(encoder.parameters()).device
-    out = [encoder(x[i:i + batch_size].to(dev), "all_true").amax(1).cpu()
-           for i in range(0, x.size(0), batch_size)]
-    encoder.train(was)
-    return torch.cat(out)
 
 
 # ------------------------------------------------------------------------------ forecasting
