@@ -384,7 +384,7 @@ class GCooL(_grace.GRACE):
 
     def _view_edges(self, num_views: int, num_rows: int) -> list[Tensor]:
         """Edges of this step's views, restricted to the loss's node subset when there is one."""
-        views = getattr(self, "_last_views", None)
+        views = self.current_views
         if views is None or len(views) != num_views:
             raise RuntimeError("GCooL.loss needs the views of this step: call training_step")
         nodes = getattr(self, "current_subset", None)
@@ -392,11 +392,6 @@ class GCooL(_grace.GRACE):
             return [v.edge_index for v in views]
         return [subgraph(nodes, v.edge_index, relabel_nodes=True, num_nodes=v.num_nodes)[0]
                 for v in views]
-
-    def views(self, data: Data) -> list[Data]:
-        views = super().views(data)
-        self._last_views = views            # DeCA needs each view's edges
-        return views
 
 
 # ------------------------------------------------------------------------------------------
@@ -460,7 +455,7 @@ class GCooLMultiplex(GCooL):
     def views(self, data: Data) -> list[Data]:
         layers = self._layers(data)
         views = [self.augment[0](v) for v in layers] if self.config.multiplex_augment else layers
-        self._last_views = views
+        self.current_views = views
         return views
 
     def embed(self, data: Data) -> Tensor:

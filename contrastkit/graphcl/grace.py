@@ -162,6 +162,7 @@ class GRACE(ContrastiveMethod):
                         self._view_transform(c.drop_edge_p2, c.drop_feature_p2)]
         self.pot_plugin = POTPlugin(c)
         self.current_subset: Tensor | None = None  # nodes of the base loss in this step
+        self.current_views: list[Data] | None = None  # the views of this step (for the loss)
         self._perm_gen: torch.Generator | None = None
         self._epoch = 0
 
@@ -177,7 +178,8 @@ class GRACE(ContrastiveMethod):
                                           threshold=c.drop_threshold)])
 
     def views(self, data: Data) -> list[Data]:
-        return [t(data) for t in self.augment]
+        self.current_views = [t(data) for t in self.augment]
+        return self.current_views
 
     def encode(self, view: Data) -> Tensor:
         return self.encoder(view.x, view.edge_index)
@@ -272,8 +274,7 @@ def _evaluate_pot(config: GRACEConfig, embeddings: Tensor, data: Data,
     train = getattr(data, "train_mask", None)
     public = train is not None and train.dim() == 1
     if public:
-        idx = lambda m: m.nonzero().view(-1)  # noqa: E731
-        tr, va, te = idx(data.train_mask), idx(data.val_mask), idx(data.test_mask)
+        tr, va, te = (_mask_indices(m) for m in (data.train_mask, data.val_mask, data.test_mask))
     else:
         tr, va, te = random_split(embeddings.size(0), 0.1, 0.1, seed=seed)
     res = torch_lr_probe(embeddings, y, tr, va, te, epochs=3000, seed=seed)
@@ -290,9 +291,14 @@ def _public_splits(data: Data) -> list[tuple[Tensor, Tensor, Tensor]] | None:
     if train is None or train.dim() != 2:
         return None
     val, test = data.val_mask, data.test_mask
-    idx = lambda m: m.nonzero().view(-1)  # noqa: E731
-    return [(idx(train[:, i]), idx(val[:, i]), idx(test if test.dim() == 1 else test[:, i]))
+    return [(_mask_indices(train[:, i]), _mask_indices(val[:, i]),
+             _mask_indices(test if test.dim() == 1 else test[:, i]))
             for i in range(train.size(1))]
+
+
+def _mask_indices(mask: Tensor) -> Tensor:
+    """Indices ``[K]`` of the ``True`` entries of a boolean node mask ``[N]``."""
+    return mask.nonzero().view(-1)
 
 
 def _load(config: GRACEConfig) -> Data:
