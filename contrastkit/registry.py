@@ -106,6 +106,12 @@ _BUILTIN: dict[str, str] = {
     "adameow": "contrastkit.graphcl.meow",
     "comet": "contrastkit.seqcl.comet",
     "ts2vec": "contrastkit.seqcl.ts2vec",
+    "autotcl": "contrastkit.seqcl.autotcl",
+    "sasrec": "contrastkit.seqcl.sasrec",
+    "cl4srec": "contrastkit.seqcl.sasrec",
+    "mclrec": "contrastkit.seqcl.mclrec",
+    "pamc": "contrastkit.graphcl.pamc",
+    "scgc": "contrastkit.graphcl.pamc",
 }
 
 _REGISTRY: dict[str, MethodSpec] = {}
