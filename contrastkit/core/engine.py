@@ -93,11 +93,10 @@ class _Plan:
 
     @property
     def fast(self) -> bool:
-        """Whether the sparse fast path applies (no weights, no positive LSE, sparse selectors)."""
+        """Whether the sparse fast path applies (no weights, sparse selectors)."""
         def sparse(sel: PairSelector | None) -> bool:
             return sel is None or type(sel).sparse_block is not PairSelector.sparse_block
-        return (self.weight is None and not self.need_pos_lse and sparse(self.positives)
-                and sparse(self.exclude))
+        return self.weight is None and sparse(self.positives) and sparse(self.exclude)
 
     def logits(self, a: Tensor, b: Tensor, tau: Tensor) -> Tensor:
         """The logit tile ``sim(a, b) / tau``, ``[B, M]``.
@@ -174,29 +173,40 @@ class _Plan:
         ``mask_buf`` is an optional reusable boolean buffer of at least ``s``'s shape."""
         P, pairs, _ = self.mask_tile(s, start, stop)
         Q = torch.zeros_like(P)
+        pos_lse = torch.zeros_like(P)
         if pairs is not None:
             Q.index_add_(0, pairs[0], pairs[2])
+            if self.need_pos_lse:
+                r, c, w = pairs
+                pos_lse = segment_logsumexp(s[r, c] + w.log(), r, s.size(0))
         kept = torch.gt(s, _NEG / 2, out=None if mask_buf is None else mask_buf[:s.size(0)])
         count = kept.sum(1).to(s.dtype)
         m = s.amax(1, keepdim=True)
         lse = s.sub_(m).exp_().sum(1).log_().add_(m.squeeze(1))
-        return torch.stack([lse, P, Q, torch.zeros_like(lse), count], dim=1)
+        return torch.stack([lse, P, Q, pos_lse, count], dim=1)
 
     @torch.no_grad()
     def tile_grad(self, s: Tensor, start: int, stop: int, stats: Tensor, grad: Tensor,
                   mask_buf: Tensor | None = None) -> Tensor:
         """``dL/ds`` for the logit tile ``s`` (overwritten in place and returned).
 
-        ``dL/ds_ij = g_lse_i softmax_ij + g_P_i q_ij``, zero at masked entries (also in an empty
-        row, whose LSE is finite) and at a fixed diagonal logit.
+        ``dL/ds_ij = g_lse_i softmax_ij + g_P_i q_ij + g_LSE+_i softmax+_ij`` (the last over the
+        positive pairs only), zero at masked entries (also in an empty row, whose LSE is finite)
+        and at a fixed diagonal logit.
         """
         _, pairs, diag_cols = self.mask_tile(s, start, stop)
+        pos_logits = None
+        if pairs is not None and self.need_pos_lse:
+            pos_logits = s[pairs[0], pairs[1]] + pairs[2].log()
         masked = torch.le(s, _NEG / 2, out=None if mask_buf is None else mask_buf[:s.size(0)])
         s.sub_(stats[:, 0:1]).exp_().mul_(grad[:, 0:1])
         s.masked_fill_(masked, 0.0)
         if pairs is not None:
             r, c, w = pairs
-            s.index_put_((r, c), grad[r, 1] * w, accumulate=True)
+            g_pos = grad[r, 1] * w
+            if pos_logits is not None:
+                g_pos = g_pos + grad[r, 3] * (pos_logits - stats[r, 3]).exp()
+            s.index_put_((r, c), g_pos, accumulate=True)
         if diag_cols is not None:
             s[torch.arange(s.size(0), device=s.device), diag_cols] = 0
         return s
@@ -343,6 +353,70 @@ class _Plan:
         lse = torch.logsumexp(s, dim=-1)
         count = (~kill).sum(-1).to(dt).expand_as(lse)
         return torch.stack([lse, P, Q.expand_as(lse), torch.zeros_like(lse), count], dim=-1)
+
+
+def segment_logsumexp(values: Tensor, segments: Tensor, num_segments: int) -> Tensor:
+    """``out[k] = log sum_{p: segments[p] = k} exp(values[p])``, ``[num_segments]``.
+
+    Plain autograd (the gradient is the softmax within each segment); empty segments give a
+    large negative finite number (stands for ``log 0``), never NaN.
+
+    Args:
+        values: ``[P]`` values (e.g. the logits of explicit pairs).
+        segments: ``[P]`` segment (row) index of each value, in ``[0, num_segments)``.
+        num_segments: number of segments ``K``.
+    """
+    m = torch.full((num_segments,), _NEG, dtype=values.dtype, device=values.device)
+    m = m.scatter_reduce(0, segments, values.detach(), "amax", include_self=True)
+    total = torch.zeros_like(m).index_add(0, segments, (values - m[segments]).exp())
+    empty = total <= 0
+    return torch.where(empty, torch.full_like(m, _NEG),
+                       torch.where(empty, torch.ones_like(total), total).log() + m)
+
+
+def pair_logsumexp(anchors: Tensor, candidates: Tensor | None = None, *, positives: Any,
+                   temperature: float | Tensor = 1.0, similarity: str = "cosine",
+                   diagonal: str | float = "exclude") -> Tensor:
+    r"""Log of the weighted positive mass over explicit pairs only, ``[N]``, in ``O(P x D)``.
+
+    .. math:: \mathrm{LSE}^+_i = \log \sum_{j:(i, j) \in \mathcal{P}} q_{ij} e^{s_{ij}}
+
+    the ``LSE+`` statistic of :func:`row_statistics` without the ``N x M`` denominator: PamC's
+    per-node positive term (graph neighbours weighted by ``A_r``). Arguments as in
+    :func:`contrastive_loss`; ``positives`` must be sparse (``[2, P]`` pairs, an int offset,
+    ``"aligned"`` or a :class:`~contrastkit.core.pairs.Pairs`). With ``candidates=None`` the pair
+    ``(i, i)`` is dropped (``diagonal="exclude"``), kept (``"negative"``) or given a fixed logit.
+    Rows without pairs get a large negative number (``log 0``).
+    """
+    check_tensor("anchors", anchors, ndim=2, floating=True)
+    self_contrast = candidates is None
+    b = anchors if self_contrast else check_tensor("candidates", candidates, ndim=2,
+                                                   floating=True)
+    check_choice("similarity", similarity, SIMILARITIES)
+    sel = as_selector(positives, "positives")
+    if sel is None or type(sel).sparse_block is PairSelector.sparse_block:
+        raise ValueError(f"positives: expected sparse pairs ([2, P] index, int offset, 'aligned' "
+                         f"or Pairs), got {type(sel).__name__}")
+    N, M = anchors.size(0), b.size(0)
+    sel.validate(N, M)
+    r, c, w = sel.sparse_block(0, N, M, device=anchors.device, dtype=anchors.dtype)
+    keep = w > 0
+    if self_contrast and diagonal == "exclude":
+        keep &= r != c
+    r, c, w = r[keep], c[keep], w[keep]
+    tau = _as_temperature(temperature, M, anchors)
+    a_n, b_n = anchors, b
+    if similarity == "cosine":
+        a_n = torch.nn.functional.normalize(anchors, dim=-1, eps=1e-12)
+        b_n = torch.nn.functional.normalize(b, dim=-1, eps=1e-12)
+    if similarity in ("cosine", "dot"):
+        s = (a_n[r] * b_n[c]).sum(-1)
+    else:
+        s = -(anchors[r] - b[c]).pow(2).sum(-1)
+    s = s / (tau[c] if tau.dim() == 1 else tau)
+    if self_contrast and not isinstance(diagonal, str):
+        s = torch.where(r == c, torch.full_like(s, float(diagonal)), s)
+    return segment_logsumexp(s + w.log(), r, N)
 
 
 class _BlockwiseStats(torch.autograd.Function):

@@ -291,6 +291,10 @@ class GCooLConfig(_grace.GRACEConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.batch_size > 0:
+            raise ValueError(f"batch_size: gCooL trains full batch (DeCA needs the whole "
+                             f"adjacency; mini-batch gCooL is not implemented), got "
+                             f"{self.batch_size}")
         check_choice("similarity", self.similarity, SIMILARITIES)
         check_choice("variant", self.variant, VARIANTS)
         check_choice("node_loss", self.node_loss, ("one_way", "symmetric"))

@@ -59,6 +59,7 @@ from ..registry import MethodSpec, RunContext, RunResult, register
 from .augment import AdaptiveDropEdges, AdaptiveMaskFeatures, DropEdges, MaskFeatures
 from .encoders import GCNEncoder, ProjectionHead
 from .pot import GCA_POT_PRESETS, GRACE_POT_PRESETS, POTOptions, POTPlugin
+from .sampling import NeighborBatches
 from .validate import validate_graph
 
 
@@ -97,6 +98,10 @@ class GRACEConfig(POTOptions):
         eval_repeats: evaluation splits per trained model (GRACE's evaluator uses 3).
         eval_every: evaluate every this many epochs during training (0: only at the end).
         checkpoint_every: write ``checkpoint.pt`` every this many epochs (0: at the end).
+        batch_size: ``> 0``: mini-batch training on sampled subgraphs of this many seed nodes
+            (:class:`~contrastkit.graphcl.sampling.NeighborBatches`; the loss is on the seeds,
+            their two views' embeddings against each other); ``0``: full batch (official).
+        num_neighbors: fanout per GCN layer of the mini-batch sampler (``-1``: all).
     """
 
     dataset: str = "cora"
@@ -122,6 +127,8 @@ class GRACEConfig(POTOptions):
     eval_repeats: int = 3
     eval_every: int = 0
     checkpoint_every: int = 0
+    batch_size: int = 0
+    num_neighbors: tuple[int, ...] = (10, 10)
 
     #: evaluation protocols this config accepts (subclasses extend it)
     EVAL_PROTOCOLS: ClassVar[tuple[str, ...]] = ("grace", "gca", "pot")
@@ -140,6 +147,17 @@ class GRACEConfig(POTOptions):
                      "eval_repeats"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or \
+                self.batch_size < 0:
+            raise ValueError(f"batch_size: expected a non-negative int, got {self.batch_size!r}")
+        self.num_neighbors = tuple(int(k) for k in self.num_neighbors)
+        if len(self.num_neighbors) != self.num_layers or any(k < 1 and k != -1
+                                                             for k in self.num_neighbors):
+            raise ValueError(f"num_neighbors: expected one fanout (positive or -1) per GCN layer "
+                             f"({self.num_layers}), got {self.num_neighbors!r}")
+        if self.batch_size > 0 and (self.pot or self.loss_subset > 0):
+            raise ValueError(f"batch_size: mini-batches ({self.batch_size}) cannot be combined "
+                             f"with pot or loss_subset (full-graph options)")
 
 
 class GRACE(ContrastiveMethod):
@@ -214,6 +232,9 @@ class GRACE(ContrastiveMethod):
         c = self.config
         views = self.views(batch)
         z = [self.encode(v) for v in views]
+        seeds = getattr(batch, "batch_size", None)
+        if isinstance(seeds, int):  # a sampled subgraph: the loss is on its seed nodes
+            z = [zi[:seeds] for zi in z]
         perm = None
         if c.loss_subset > 0 or (c.pot and c.pot_batch > 0):
             if self._perm_gen is None:
@@ -332,7 +353,9 @@ def train_and_evaluate(method_cls: type[GRACE], evaluate_fn: Any, config: GRACEC
                           config, m.embed(data.to(trainer.device)).cpu(), data.cpu(), ctx.seed))
                       if config.eval_every else None)
     resume = ctx.resume and (Path(ctx.out_dir) / "checkpoint.pt").exists()
-    trainer.fit(method, [data], resume=resume)
+    loader = [data] if config.batch_size == 0 else NeighborBatches(
+        data, config.batch_size, config.num_neighbors)
+    trainer.fit(method, loader, resume=resume)
     method.eval()
     device_data = data.to(trainer.device)
     t0 = time.perf_counter()
