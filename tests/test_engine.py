@@ -430,3 +430,13 @@ def test_bad_pair_weights_are_errors():
             Pairs(idx, torch.tensor([1.0, bad]))
         with pytest.raises(ValueError, match="weight: expected finite, non-negative"):
             Dense(torch.tensor([[1.0, bad]]))
+
+
+@pytest.mark.parametrize("form", ["positive_mass", "infonce", "pair_mean"])
+def test_batched_anchors_equal_per_group_calls(form):
+    """``[G, N, D]`` anchors give each group's own statistics (incl. the positive LSE)."""
+    z = torch.randn(3, 6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    got = contrastive_loss(z, None, positives=1, form=form, reduction="none")
+    want = torch.stack([contrastive_loss(z[g], None, positives=1, form=form, reduction="none")
+                        for g in range(3)])
+    assert torch.allclose(got, want, atol=1e-12)

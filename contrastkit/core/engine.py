@@ -577,7 +577,7 @@ def row_statistics(
         if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
             raise ValueError(f"block_size: expected a positive int or None, got {block_size!r}")
         block = block_size
-    if batched and plan.fast:
+    if batched and plan.fast and not need_pos_lse:
         stats = plan.batched_stats(a, b, tau)  # dense, plain autograd, one mask for all groups
     elif batched or (block >= N and not plan.fast):
         stats = plan.block_stats(a, b, tau, 0, N)  # dense, plain autograd
