@@ -8,7 +8,10 @@ memory is recorded, not fatal):
 * ``blockwise``: the same exact loss through the engine (``positive_mass`` over weighted pairs,
   row blocks, never ``N x N``);
 * ``pamc``: PamC's meta-node loss (``O(nnz(A_r) d + K^2 d)``);
-* ``grace_minibatch``: GRACE trained on sampled subgraphs (2,048 seeds, fanout 10 x 10).
+* ``grace_minibatch``: GRACE trained on sampled subgraphs (2,048 seeds, fanout 10 x 10);
+* ``dense_loss``, ``blockwise_loss``, ``pamc_loss``: the three losses alone (forward + backward)
+  on random embeddings ``[N, 10]``, 40 random clusters: what each loss itself costs, without the
+  encoder's activations (which dominate the memory of a training step).
 
 The three clustering losses share everything else (the MLP encoder ``F -> 500 -> 500 -> 2000 ->
 10``, the DEC term, one full-batch step per epoch, order ``r = 1``, ``τ = 0.5``), so their
@@ -37,7 +40,8 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "graph_scale"
-VARIANTS = ("dense", "blockwise", "pamc", "grace_minibatch")
+VARIANTS = ("dense", "blockwise", "pamc", "grace_minibatch", "dense_loss", "blockwise_loss",
+            "pamc_loss")
 SIZES = (10_000, 20_000, 50_000, 169_343)
 
 
@@ -108,6 +112,8 @@ def _train(variant: str, data, epochs: int, device: str) -> list[float]:
 
     from contrastkit.core.trainer import Trainer
 
+    if variant.endswith("_loss"):
+        return _loss_only(variant[:-5], data, epochs, device)
     if variant == "grace_minibatch":
         from contrastkit.graphcl.grace import GRACE, GRACEConfig
         from contrastkit.graphcl.sampling import NeighborBatches
@@ -143,6 +149,40 @@ def _train(variant: str, data, epochs: int, device: str) -> list[float]:
 
     method.on_epoch_start = start
     trainer.fit(method, loader)
+    return times
+
+
+def _loss_only(variant: str, data, repeats: int, device: str) -> list[float]:
+    """Seconds per forward + backward of the loss alone on random embeddings ``[N, 10]``."""
+    import torch
+
+    from contrastkit.core.pairs import Pairs
+    from contrastkit.graphcl.pamc import influence_adjacency, pamc_loss, scgc_loss
+
+    n = data.num_nodes
+    index, weight = influence_adjacency(data.edge_index, n, 1)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(n, 10, generator=g).to(device).requires_grad_(True)
+    labels = torch.randint(0, 40, (n,), generator=g).to(device)
+    pairs = Pairs(index.to(device), weight.to(device))
+    times = []
+    for _ in range(repeats):
+        z.grad = None
+        t0 = time.perf_counter()
+        if variant == "pamc":
+            loss = pamc_loss(z, pairs, labels, 40, 0.5)
+        elif variant == "blockwise":
+            loss = scgc_loss(z, pairs, 0.5)
+        else:
+            a = torch.zeros(n, n, device=device)
+            a[index[0], index[1]] = weight.to(device)
+            zn = torch.nn.functional.normalize(z, dim=1)
+            e = torch.exp(0.5 * (zn @ zn.t()) * (1 - torch.eye(n, device=device)))
+            loss = -torch.log((a * e).sum(1) / e.sum(1) + 1e-8).mean()
+        loss.backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
     return times
 
 
@@ -198,13 +238,14 @@ def table(results: list[dict]) -> str:
              "PamC vs this exact loss (time, memory) |", "|---|---|---|---|---|---|---|---|"]
     for g in graphs:
         rows = [r for r in results if r["graph"] == g]
-        pamc = next((r for r in rows if r["variant"] == "pamc" and r["status"] == "ok"), None)
         for v in VARIANTS:
             r = next((r for r in rows if r["variant"] == v), None)
             if r is None:
                 continue
+            ref = "pamc_loss" if v.endswith("_loss") else "pamc"
+            pamc = next((x for x in rows if x["variant"] == ref and x["status"] == "ok"), None)
             ratio = "—"
-            if v in ("dense", "blockwise") and pamc is not None:
+            if v in ("dense", "blockwise", "dense_loss", "blockwise_loss") and pamc is not None:
                 ratio = ("exact out of memory" if r["status"] == "oom" else
                          f"{r['time_per_epoch_s'] / pamc['time_per_epoch_s']:.1f}x faster, "
                          f"{r['peak_over_data_bytes'] / max(pamc['peak_over_data_bytes'], 1):.1f}x "
@@ -251,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", nargs=2, metavar=("VARIANT", "GRAPH"))
     p.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
     p.add_argument("--physics", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS[:4]), choices=VARIANTS)
     p.add_argument("--epochs", type=int, default=2,
                    help="epochs per run below 50k nodes (1 above); the fastest is reported")
     p.add_argument("--threads", type=int, default=1)
