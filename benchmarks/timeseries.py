@@ -1,5 +1,5 @@
-"""TS2Vec univariate forecasting (ETTh1, ETTh2, ETTm1) against the published numbers (spec
-ts2vec_infots.md A6).
+"""TS2Vec / AutoTCL univariate forecasting (ETTh1, ETTh2, ETTm1) against the published numbers
+(specs ts2vec_infots.md A6, autotcl.md section 6).
 
 Spec configuration (repr 320, hidden 64, depth 10, AdamW lr 1e-3, batch 8, max_train_length 3000,
 SWA encoder, causal sliding encoding with 200 steps of context, ridge with alpha chosen on the
@@ -7,8 +7,14 @@ validation split); ``--iters`` overrides the official budget (200 for ETTh1 univ
 Also reported: the last-value forecaster and ridge on an untrained encoder of the same seed
 (``--untrained``). Metrics: MSE / MAE on the normalised test split per horizon and averaged.
 
+``--method autotcl``: AutoTCL at the official per-dataset configuration
+(:data:`contrastkit.seqcl.autotcl.PRESETS`, CoST-style backbone; ``--iters`` caps the steps), same
+evaluation; the table adds AutoTCL's published numbers (Table 1 averages, Table 10 per horizon for
+ETTh1) and our TS2Vec row from ``results/ts2vec_DATASET*.json`` when present.
+
     OMP_NUM_THREADS=1 python benchmarks/timeseries.py --dataset etth1 --untrained --name ts2vec_etth1_quick
     OMP_NUM_THREADS=1 python benchmarks/timeseries.py --dataset etth2 --name ts2vec_etth2
+    OMP_NUM_THREADS=1 python benchmarks/timeseries.py --method autotcl --dataset etth1
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 import torch
 
 from contrastkit.datasets.timeseries import load_forecast
+from contrastkit.seqcl import autotcl as A
 from contrastkit.seqcl import ts2vec as T
 
 RESULTS = Path(__file__).parent / "results"
@@ -34,6 +41,21 @@ PUBLISHED_ALL = {
     "ettm1": {24: (0.015, 0.092), 48: (0.027, 0.126), 96: (0.044, 0.161), 288: (0.103, 0.246),
               672: (0.156, 0.307)},
 }
+#: AutoTCL paper: Table 10 per horizon (ETTh1) and Table 1 averages (univariate MSE / MAE)
+PUBLISHED_AUTOTCL = {
+    "etth1": {24: (0.037, 0.148), 48: (0.054, 0.176), 168: (0.078, 0.210), 336: (0.093, 0.231),
+              720: (0.120, 0.272), None: (0.076, 0.207)},
+    "etth2": {None: (0.158, 0.299)},
+    "ettm1": {None: (0.046, 0.154)},
+}
+
+
+def _ours_ts2vec(dataset: str) -> dict | None:
+    """Our saved TS2Vec metrics for ``dataset`` (``results/ts2vec_DATASET*.json``), if any."""
+    import json as _json
+    for path in sorted(RESULTS.glob(f"ts2vec_{dataset}*.json")):
+        return _json.loads(path.read_text()).get("ts2vec")
+    return None
 
 
 def main() -> None:
@@ -41,9 +63,12 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=None, help="optimiser steps (default: official)")
     ap.add_argument("--seed", type=int, default=42, help="seed (official scripts: 42)")
     ap.add_argument("--untrained", action="store_true", help="also score an untrained encoder")
-    ap.add_argument("--name", default=None, help="results file stem (default ts2vec_DATASET)")
+    ap.add_argument("--name", default=None, help="results file stem (default METHOD_DATASET)")
     ap.add_argument("--dataset", default="etth1", choices=sorted(PUBLISHED_ALL))
+    ap.add_argument("--method", default="ts2vec", choices=("ts2vec", "autotcl"))
     args = ap.parse_args()
+    if args.method == "autotcl":
+        return main_autotcl(args)
     name = args.name or f"ts2vec_{args.dataset}"
     PUBLISHED = PUBLISHED_ALL[args.dataset]
     torch.set_num_threads(1)
@@ -93,6 +118,66 @@ def main() -> None:
     md = (f"TS2Vec {args.dataset.upper()} univariate, {out['iters']} iterations (official {out['official_iters']}), "
           f"seed {args.seed}; train {train_s:.0f} s, encode + ridge {eval_s:.0f} s "
           f"({out['machine']}).\n\n" + "\n".join(rows) + "\n")
+    (RESULTS / f"{name}.md").write_text(md)
+    print(md)
+
+
+def main_autotcl(args: argparse.Namespace) -> None:
+    """``--method autotcl``: official configuration (``--iters`` caps it), same protocol."""
+    import dataclasses
+    name = args.name or f"autotcl_{args.dataset}"
+    torch.set_num_threads(1)
+    d = load_forecast(args.dataset, univariate=True)
+    cfg = A.AutoTCLConfig.preset(args.dataset, iters=args.iters)
+    t0 = time.perf_counter()
+    method, trainer = A.fit(cfg, d.train_data, seed=args.seed)
+    train_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    r = T.encode_causal(method.causal_encoder(), d.data[:, :d.test_slice.stop],
+                        cfg.sliding_padding, cfg.encode_batch_size)
+    metrics = T.eval_forecasting(None, d, padding=cfg.sliding_padding, reprs=r)
+    eval_s = time.perf_counter() - t1
+    sections = len(A.prepare_train_data(d.train_data, cfg.max_train_length))
+    official = cfg.epochs * (sections // min(cfg.batch_size, sections))
+    pub = PUBLISHED_AUTOTCL[args.dataset]
+    published = {}
+    for h, (mse, mae) in pub.items():
+        k = "" if h is None else f"@{h}"
+        published["mse" + k], published["mae" + k] = mse, mae
+    out = {"dataset": args.dataset, "univariate": True, "seed": args.seed, "method": "autotcl",
+           "iters": trainer.stats["steps"], "official_iters": official,
+           "config": {k: (list(v) if isinstance(v, tuple) else v)
+                      for k, v in dataclasses.asdict(cfg).items()},
+           "train_time_s": train_s, "eval_time_s": eval_s,
+           "final_loss": trainer.history[-1]["loss"], "autotcl": metrics,
+           "ts2vec_ours": _ours_ts2vec(args.dataset), "last_value": T.last_value_metrics(d),
+           "published": published,
+           "published_ts2vec": {f"mse@{h}": v[0] for h, v in PUBLISHED_ALL[args.dataset].items()}
+           | {f"mae@{h}": v[1] for h, v in PUBLISHED_ALL[args.dataset].items()},
+           "machine": f"{platform.processor() or platform.machine()}, CPU, 1 thread (shared)"}
+    if args.untrained:
+        torch.manual_seed(args.seed)
+        fresh = A.LastStep(A.AutoTCL(cfg, d.data.shape[-1]).encoder)
+        r0 = T.encode_causal(fresh, d.data[:, :d.test_slice.stop], cfg.sliding_padding,
+                             cfg.encode_batch_size)
+        out["untrained"] = T.eval_forecasting(None, d, padding=cfg.sliding_padding, reprs=r0)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
+    cols = [("AutoTCL (ours)", metrics), ("AutoTCL published", published),
+            ("TS2Vec (ours)", out["ts2vec_ours"] or {}), ("last value", out["last_value"])]
+    if args.untrained:
+        cols.append(("untrained CoST encoder", out["untrained"]))
+    rows = ["| H | " + " | ".join(f"{c} MSE / MAE" for c, _ in cols) + " |",
+            "|---|" + "---|" * len(cols)]
+    for h in (*PUBLISHED_ALL[args.dataset], None):
+        k = "" if h is None else f"@{h}"
+        rows.append(f"| {'avg' if h is None else h} | " + " | ".join(
+            f"{c['mse' + k]:.3f} / {c['mae' + k]:.3f}" if "mse" + k in c else "-"
+            for _, c in cols) + " |")
+    md = (f"AutoTCL {args.dataset.upper()} univariate (CoST-style backbone, official config), "
+          f"{out['iters']} iterations (official {official}), seed {args.seed}; train "
+          f"{train_s:.0f} s, encode + ridge {eval_s:.0f} s ({out['machine']}).\n\n"
+          + "\n".join(rows) + "\n")
     (RESULTS / f"{name}.md").write_text(md)
     print(md)
 
