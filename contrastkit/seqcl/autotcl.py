@@ -115,8 +115,7 @@ from ..core.method import ContrastiveMethod
 from ..core.trainer import Trainer
 from ..registry import MethodSpec, RunContext, RunResult, register
 from .hierarchical import AveragedEncoder, TSEncoder, encode_full
-from .ts2vec import (SeriesBatches, encode_causal, eval_classification, eval_forecasting,
-                     prepare_train_data)
+from .ts2vec import SeriesBatches, prepare_train_data, run_protocol
 
 __all__ = ["AutoTCLConfig", "AutoTCL", "PRESETS", "TrendDisentangler", "CoSTEncoder",
            "LastStep", "Augmenter", "hard_concrete", "expected_l0", "sparsity_hinge",
@@ -745,25 +744,7 @@ def fit(config: AutoTCLConfig, train: np.ndarray, *, seed: int = 0, device: str 
 
 def run(config: AutoTCLConfig, ctx: RunContext) -> RunResult:
     """CLI entry: train on the train split, evaluate with the dataset's protocol."""
-    data = _load(config)
-    if hasattr(data, "pred_lens"):
-        method, trainer = fit(config, data.train_data, seed=ctx.seed, device=ctx.device,
-                              progress=ctx.progress, out_dir=ctx.out_dir)
-        reprs = encode_causal(method.causal_encoder(), data.data[:, :data.test_slice.stop],
-                              config.sliding_padding, config.encode_batch_size)
-        metrics = eval_forecasting(None, data, config.pred_lens, padding=config.sliding_padding,
-                                   max_samples=config.max_ridge_samples, reprs=reprs)
-        emb = reprs.reshape(-1, reprs.size(-1))
-    else:
-        method, trainer = fit(config, data.x_train, seed=ctx.seed, device=ctx.device,
-                              progress=ctx.progress, out_dir=ctx.out_dir)
-        ztr = method.embed(torch.from_numpy(data.x_train))
-        zte = method.embed(torch.from_numpy(data.x_test))
-        metrics = eval_classification(ztr.numpy(), data.y_train, zte.numpy(), data.y_test,
-                                      max_train=config.max_svm_train, seed=ctx.seed)
-        emb = torch.cat([ztr, zte])
-    metrics["train_time_s"] = float(trainer.stats.get("total_time_s", 0.0))
-    return RunResult(metrics=metrics, embeddings=emb)
+    return run_protocol(fit, lambda m: m.causal_encoder(), config, ctx)
 
 
 def evaluate(config: AutoTCLConfig, embeddings: Tensor, ctx: RunContext) -> dict[str, float]:

@@ -482,21 +482,25 @@ def fit(config: TS2VecConfig, train: np.ndarray, *, seed: int = 0, device: str =
     return method, trainer
 
 
-def run(config: TS2VecConfig, ctx: RunContext) -> RunResult:
-    """CLI entry: train on the train split, evaluate with the dataset's protocol."""
+def run_protocol(fit_fn: Any, causal_encoder: Any, config: Any, ctx: RunContext) -> RunResult:
+    """Train with ``fit_fn(config, train, seed=, device=, progress=, out_dir=)`` and evaluate
+    with the dataset's protocol (shared by TS2Vec and AutoTCL).
+
+    Forecasting: causal sliding representations from ``causal_encoder(method)``, ridge per
+    horizon. Classification: ``method.embed`` on the train and test series, RBF-SVM.
+    """
     data = _load(config)
     if hasattr(data, "pred_lens"):
-        method, trainer = fit(config, data.train_data, seed=ctx.seed, device=ctx.device,
-                              progress=ctx.progress, out_dir=ctx.out_dir)
-        enc = method.downstream_encoder()
-        reprs = encode_causal(enc, data.data[:, :data.test_slice.stop], config.sliding_padding,
-                              config.encode_batch_size)
-        metrics = eval_forecasting(enc, data, config.pred_lens, padding=config.sliding_padding,
+        method, trainer = fit_fn(config, data.train_data, seed=ctx.seed, device=ctx.device,
+                                 progress=ctx.progress, out_dir=ctx.out_dir)
+        reprs = encode_causal(causal_encoder(method), data.data[:, :data.test_slice.stop],
+                              config.sliding_padding, config.encode_batch_size)
+        metrics = eval_forecasting(None, data, config.pred_lens, padding=config.sliding_padding,
                                    max_samples=config.max_ridge_samples, reprs=reprs)
         emb = reprs.reshape(-1, reprs.size(-1))
     else:
-        method, trainer = fit(config, data.x_train, seed=ctx.seed, device=ctx.device,
-                              progress=ctx.progress, out_dir=ctx.out_dir)
+        method, trainer = fit_fn(config, data.x_train, seed=ctx.seed, device=ctx.device,
+                                 progress=ctx.progress, out_dir=ctx.out_dir)
         ztr, zte = method.embed(torch.from_numpy(data.x_train)), method.embed(
             torch.from_numpy(data.x_test))
         metrics = eval_classification(ztr.numpy(), data.y_train, zte.numpy(), data.y_test,
@@ -504,6 +508,11 @@ def run(config: TS2VecConfig, ctx: RunContext) -> RunResult:
         emb = torch.cat([ztr, zte])
     metrics["train_time_s"] = float(trainer.stats.get("total_time_s", 0.0))
     return RunResult(metrics=metrics, embeddings=emb)
+
+
+def run(config: TS2VecConfig, ctx: RunContext) -> RunResult:
+    """CLI entry: train on the train split, evaluate with the dataset's protocol."""
+    return run_protocol(fit, lambda m: m.downstream_encoder(), config, ctx)
 
 
 def evaluate(config: TS2VecConfig, embeddings: Tensor, ctx: RunContext) -> dict[str, float]:
