@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import tempfile
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _runner import train_in_subprocess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "graph_clustering"
@@ -40,33 +38,23 @@ KEYS = ("cluster_acc", "nmi", "ari", "cluster_f1")
 def run_one(method: str, dataset: str, seed: int, sets: list[str], device: str,
             timeout: float) -> dict[str, Any]:
     """One seed in a subprocess; metrics (percent) plus ``wall_s``, or an ``error``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "contrastkit", "train", method, "--dataset", dataset,
-               "--seed", str(seed), "--out", tmp, "--no-progress", "--device", device]
-        for kv in sets:
-            cmd += ["--set", kv]
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return {"error": f"timeout after {timeout:.0f} s", "wall_s": timeout}
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            return {"error": f"exit {proc.returncode}: {' | '.join(tail)}", "wall_s": wall}
-        metrics = json.loads((Path(tmp) / "metrics.json").read_text())
-        if method == "grace":  # k-means on GRACE's embeddings
-            import torch
-            from contrastkit.core.metrics import ari, cluster_acc, cluster_f1, kmeans, nmi
-            from contrastkit.datasets import load
-            emb = torch.load(Path(tmp) / "embeddings.pt", weights_only=True)
-            y = load(dataset).y.numpy()
-            pred = kmeans(emb, int(y.max()) + 1, n_init=10, seed=seed)
-            metrics = {"cluster_acc": 100 * cluster_acc(y, pred), "nmi": 100 * nmi(y, pred),
-                       "ari": 100 * ari(y, pred), "cluster_f1": 100 * cluster_f1(y, pred),
-                       "time_per_epoch_s": metrics.get("time_per_epoch_s", float("nan"))}
-    metrics["wall_s"] = wall
-    return metrics
+    return train_in_subprocess(method, dataset, seed, sets, device, timeout,
+                               post=partial(_grace_kmeans, dataset, seed) if method == "grace"
+                               else None)
+
+
+def _grace_kmeans(dataset: str, seed: int, run_dir: Path, metrics: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """k-means (10 restarts, the run's seed) on the GRACE run's saved embeddings."""
+    import torch
+    from contrastkit.core.metrics import ari, cluster_acc, cluster_f1, kmeans, nmi
+    from contrastkit.datasets import load
+    emb = torch.load(run_dir / "embeddings.pt", weights_only=True)
+    y = load(dataset).y.numpy()
+    pred = kmeans(emb, int(y.max()) + 1, n_init=10, seed=seed)
+    return {"cluster_acc": 100 * cluster_acc(y, pred), "nmi": 100 * nmi(y, pred),
+            "ari": 100 * ari(y, pred), "cluster_f1": 100 * cluster_f1(y, pred),
+            "time_per_epoch_s": metrics.get("time_per_epoch_s", float("nan"))}
 
 
 def _fmt(values: list[float]) -> str:

@@ -27,14 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _runner import train_in_subprocess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "graph_node_classification"
@@ -66,23 +63,7 @@ def run_one(variant: str, dataset: str, seed: int, extra: list[str], device: str
             timeout: float) -> dict[str, Any]:
     """Train one seed in a subprocess; return its metrics plus ``wall_s`` (or an ``error``)."""
     method, overrides = VARIANTS.get(variant, (variant, []))
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "contrastkit", "train", method, "--dataset", dataset,
-               "--seed", str(seed), "--out", tmp, "--no-progress", "--device", device]
-        for kv in overrides + extra:
-            cmd += ["--set", kv]
-        t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return {"error": f"timeout after {timeout:.0f} s", "wall_s": timeout}
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            return {"error": f"exit {proc.returncode}: {' | '.join(tail)}", "wall_s": wall}
-        metrics = json.loads((Path(tmp) / "metrics.json").read_text())
-    metrics["wall_s"] = wall
-    return metrics
+    return train_in_subprocess(method, dataset, seed, overrides + extra, device, timeout)
 
 
 def _fmt(values: list[float]) -> str:

@@ -1,0 +1,42 @@
+"""Shared by the benchmark scripts: one ``contrastkit train`` run in its own subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+
+def train_in_subprocess(method: str, dataset: str, seed: int, sets: list[str], device: str,
+                        timeout: float,
+                        post: Callable[[Path, dict[str, Any]], dict[str, Any]] | None = None
+                        ) -> dict[str, Any]:
+    """``contrastkit train METHOD --dataset DATASET --seed SEED --set ...`` in a subprocess.
+
+    Returns the run's ``metrics.json`` plus ``wall_s``, or ``{"error", "wall_s"}`` when it fails
+    or times out (recorded, not fatal). ``post(run_dir, metrics)`` may replace the metrics while
+    the run folder still exists (e.g. to score the saved embeddings).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "contrastkit", "train", method, "--dataset", dataset,
+               "--seed", str(seed), "--out", tmp, "--no-progress", "--device", device]
+        for kv in sets:
+            cmd += ["--set", kv]
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timeout after {timeout:.0f} s", "wall_s": timeout}
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            return {"error": f"exit {proc.returncode}: {' | '.join(tail)}", "wall_s": wall}
+        metrics = json.loads((Path(tmp) / "metrics.json").read_text())
+        if post is not None:
+            metrics = post(Path(tmp), metrics)
+    metrics["wall_s"] = wall
+    return metrics
