@@ -339,6 +339,8 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     spec = get_method(str(method))
 
     overrides = parse_overrides(args.set)
+    if getattr(args, "epochs", None) is not None:
+        overrides["epochs"] = args.epochs
     if args.dataset is not None:
         dataset_in, where = args.dataset, "--dataset"
     elif "dataset" in overrides:
@@ -561,6 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="YAML config (e.g. a previous run's DIR/config.yaml)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value (repeatable; dotted keys for nested fields)")
+    train.add_argument("--epochs", type=int, metavar="N",
+                       help="shorthand for --set epochs=N (wins over --set)")
     train.add_argument("--seed", type=int, metavar="N",
                        help="random seed (default 0); with --seeds, the first seed")
     train.add_argument("--seeds", type=int, metavar="N",
