@@ -60,12 +60,18 @@ def _ref_scgc(z, a, tau):
     return -torch.log((a * e).sum(1) / e.sum(1)).mean()
 
 
-def _ref_pamc(z, a, labels, k, tau):
+def _ref_pamc(z, a, labels, k, tau, empty="zero"):
     e = torch.exp(tau * _cos(z))
     pos = -torch.log((a * e).sum(1)).mean()
-    metas = [z[labels == c].sum(0) for c in range(k) if bool((labels == c).any())]
-    m = torch.stack(metas)
-    neg = torch.log(torch.exp(tau * _cos(m)).sum(1)).mean()
+    present = [c for c in range(k) if bool((labels == c).any())]
+    m = torch.stack([z[labels == c].sum(0) for c in present])
+    c_m = _cos(m)
+    if empty == "zero":  # empty meta-nodes are zero vectors: cosine 0 with everything
+        full = torch.zeros(k, k, dtype=D)
+        idx = torch.tensor(present)
+        full = full.index_put((idx[:, None], idx[None, :]), c_m)
+        c_m = full
+    neg = torch.log(torch.exp(tau * c_m).sum(1)).mean()
     return pos + neg
 
 
@@ -122,15 +128,16 @@ def test_pair_logsumexp_needs_sparse_pairs():
         pair_logsumexp(torch.randn(3, 2), positives=torch.rand(3, 3))
 
 
+@pytest.mark.parametrize("empty", ["zero", "exclude"])
 @pytest.mark.parametrize("labels", [[0, 0, 1, 1, 2, 2, 0, 1, 2], [0, 0, 0, 1, 1, 1, 3, 3, 3]])
-def test_pamc_loss_matches_closed_form_with_gradients(labels):
-    """Second labelling leaves cluster 2 empty: it leaves the negative term, no NaN."""
+def test_pamc_loss_matches_closed_form_with_gradients(labels, empty):
+    """The labellings leave cluster 3 / cluster 2 empty: a zero meta-node or none, no NaN."""
     n, k, tau = 9, 4, 0.8
     index, weight = influence_adjacency(_graph(n, 4), n, 3)
     y = torch.tensor(labels)
     z = torch.randn(n, 5, dtype=D, generator=torch.Generator().manual_seed(5), requires_grad=True)
-    got = pamc_loss(z, Pairs(index, weight.to(D)), y, k, tau)
-    ref = _ref_pamc(z, _dense(index, weight, n), y, k, tau)
+    got = pamc_loss(z, Pairs(index, weight.to(D)), y, k, tau, empty_clusters=empty)
+    ref = _ref_pamc(z, _dense(index, weight, n), y, k, tau, empty)
     assert torch.isfinite(got) and torch.allclose(got, ref, atol=1e-10)
     g1, = torch.autograd.grad(got, z)
     g2, = torch.autograd.grad(ref, z)
@@ -149,6 +156,24 @@ def test_pamc_with_one_cluster_per_node_equals_scgc():
     ga, = torch.autograd.grad(approx, z)
     ge, = torch.autograd.grad(exact, z)
     assert torch.allclose(ga, ge, atol=1e-12)
+
+
+def test_excluding_empty_clusters_rewards_collapse_zero_does_not():
+    """Orthogonal clusters vs everything in one cluster: with empty clusters excluded the
+    collapsed state has the lower negative term (0 < log K); kept as zero meta-nodes, both
+    states score log K."""
+    k, tau = 4, 1.0
+    z = torch.eye(4, dtype=D).repeat_interleave(2, 0)  # 8 nodes, 4 orthogonal directions
+    pairs = Pairs(torch.arange(8).repeat(2, 1), torch.ones(8, dtype=D))  # self pairs only
+    spread, collapsed = torch.arange(8) // 2, torch.zeros(8, dtype=torch.long)
+    pos = 0.0  # -mean log (A_ii e^0) with A_ii = 1
+    for empty, want_collapsed in (("exclude", 0.0), ("zero", math.log(k))):
+        assert float(pamc_loss(z, pairs, spread, k, tau, empty_clusters=empty)) == \
+            pytest.approx(pos + math.log(k))
+        assert float(pamc_loss(z, pairs, collapsed, k, tau, empty_clusters=empty)) == \
+            pytest.approx(pos + want_collapsed)
+    with pytest.raises(ValueError, match="empty_clusters"):
+        pamc_loss(z, pairs, spread, k, tau, empty_clusters="drop")
 
 
 def test_pamc_loss_rejects_bad_labels():

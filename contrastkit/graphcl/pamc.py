@@ -34,8 +34,12 @@ the engine's ``positive_mass`` form over weighted pairs, computed blockwise (nev
 
 in ``O(nnz(A_r) d + N d + K^2 d)`` (:func:`pamc_loss`). Total ``L = β L_KL + α L_contrast``.
 
-**Differences from the official code (documented choices).** Empty clusters leave the negative
-term (the code's one-hot gives a zero meta-node and a NaN cosine, or drops the last rows); the
+**Differences from the official code (documented choices).** An empty cluster keeps a zero
+meta-node whose cosine with every other is 0 (``empty_clusters="zero"``, default; the code's
+one-hot gives a zero meta-node and a NaN cosine, or drops the last rows). Dropping empty clusters
+from the term (``"exclude"``) rewards collapse: with fewer non-empty clusters the sums have fewer
+terms, so emptying clusters lowers the loss (measured: PamC collapses to one cluster on
+Amazon-Computers with ``"exclude"``). The
 ``1e-10``/``1e-8`` epsilons inside the logs are dropped (the positive mass is at least
 ``(A_r)_ii > 0``); the target refresh runs without gradient (identical values); accuracy uses a
 rectangular Hungarian matching (the code relabels points when a cluster is empty). The official
@@ -79,6 +83,7 @@ from ..core.trainer import Trainer
 from ..registry import MethodSpec, RunContext, RunResult, register
 
 LOSSES = ("pamc", "scgc")
+EMPTY_CLUSTERS = ("zero", "exclude")
 CLUSTER_KEYS = ("cluster_acc", "nmi", "ari", "cluster_f1")
 
 
@@ -143,11 +148,13 @@ def meta_nodes(z: Tensor, labels: Tensor, num_clusters: int) -> tuple[Tensor, Te
 
 
 def pamc_loss(z: Tensor, pairs: Pairs, labels: Tensor, num_clusters: int, scale: float, *,
-              anchors: Tensor | None = None) -> Tensor:
+              anchors: Tensor | None = None, empty_clusters: str = "zero") -> Tensor:
     r"""PamC's meta-node loss (spec §2), ``O(nnz(A_r) d + K^2 d)``.
 
     ``-mean_i log sum_j (A_r)_ij e^{τ c_ij} + mean_k log sum_l e^{τ c̄_kl}`` with ``c_ii := 0``,
-    ``c̄_kk := 0``; the mean over ``k`` runs over non-empty clusters.
+    ``c̄_kk := 0``. ``empty_clusters="zero"``: all ``K`` meta-nodes, an empty one is the zero
+    vector (cosine 0 with every other, no gradient); ``"exclude"``: the sums and the mean run
+    over non-empty clusters only.
 
     Args:
         z: embeddings ``[N, d]``.
@@ -157,7 +164,9 @@ def pamc_loss(z: Tensor, pairs: Pairs, labels: Tensor, num_clusters: int, scale:
         scale: ``τ``.
         anchors: mini-batch: rows ``[B]`` of ``z`` that are anchors (the others are only
             neighbours); ``None``: every row.
+        empty_clusters: ``"zero"`` or ``"exclude"`` (see above).
     """
+    check_choice("empty_clusters", empty_clusters, EMPTY_CLUSTERS)
     za = z if anchors is None else z[anchors]
     if labels.shape != (za.size(0),):
         raise ValueError(f"labels: expected shape ({za.size(0)},), got {tuple(labels.shape)}")
@@ -166,8 +175,9 @@ def pamc_loss(z: Tensor, pairs: Pairs, labels: Tensor, num_clusters: int, scale:
     if anchors is not None:
         pos = pos[anchors]
     m, nonempty = meta_nodes(za, labels.long(), num_clusters)
-    neg = contrastive_loss(m[nonempty], None, temperature=1.0 / scale, similarity="cosine",
-                           form="log_partition", diagonal=0.0)
+    neg = contrastive_loss(m if empty_clusters == "zero" else m[nonempty], None,
+                           temperature=1.0 / scale, similarity="cosine", form="log_partition",
+                           diagonal=0.0)
     return -pos.mean() + neg
 
 
@@ -265,6 +275,8 @@ class PamCConfig:
         normalize_features: row-normalise ``x`` (SDCN uses raw features: False).
         track_epochs: evaluate the clustering every epoch (for ``*_max_over_epochs``).
         block_size: SCGC*'s row block (``None``: engine default).
+        empty_clusters: PamC's meta-node term: ``"zero"`` keeps an empty cluster as a zero
+            meta-node (cosine 0), ``"exclude"`` drops it (rewards collapse; see the module doc).
         sparse_below: feature density under which the first layer uses a sparse product.
     """
 
@@ -289,11 +301,13 @@ class PamCConfig:
     normalize_features: bool = False
     track_epochs: bool = True
     block_size: int | None = None
+    empty_clusters: str = "zero"
     sparse_below: float = 0.1
     checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, LOSSES)
+        check_choice("empty_clusters", self.empty_clusters, EMPTY_CLUSTERS)
         for name in ("alpha", "beta"):
             check_positive(name, getattr(self, name), allow_zero=True)
         for name in ("scale", "lr", "pretrain_lr"):
@@ -500,7 +514,8 @@ class PamC(ContrastiveMethod):
         c = self.config
         if c.loss == "scgc":
             return scgc_loss(z, pairs, c.scale, c.block_size)
-        return pamc_loss(z, pairs, labels, self.num_clusters, c.scale, anchors=anchors)
+        return pamc_loss(z, pairs, labels, self.num_clusters, c.scale, anchors=anchors,
+                         empty_clusters=c.empty_clusters)
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.config.lr)
