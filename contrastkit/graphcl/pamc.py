@@ -37,9 +37,9 @@ in ``O(nnz(A_r) d + N d + K^2 d)`` (:func:`pamc_loss`). Total ``L = β L_KL + α
 **Differences from the official code (documented choices).** An empty cluster keeps a zero
 meta-node whose cosine with every other is 0 (``empty_clusters="zero"``, default; the code's
 one-hot gives a zero meta-node and a NaN cosine, or drops the last rows). Dropping empty clusters
-from the term (``"exclude"``) rewards collapse: with fewer non-empty clusters the sums have fewer
-terms, so emptying clusters lowers the loss (measured: PamC collapses to one cluster on
-Amazon-Computers with ``"exclude"``). The
+from the term (``"exclude"``) rewards emptying them: with fewer non-empty clusters the sums have
+fewer terms, so the loss drops. Neither choice prevents a collapse once one cluster holds every
+node (the meta-node term is then constant): on Amazon-Computers PamC collapses in both modes. The
 ``1e-10``/``1e-8`` epsilons inside the logs are dropped (the positive mass is at least
 ``(A_r)_ii > 0``); the target refresh runs without gradient (identical values); accuracy uses a
 rectangular Hungarian matching (the code relabels points when a cluster is empty). The official
