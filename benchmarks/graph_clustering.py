@@ -37,7 +37,7 @@ KEYS = ("cluster_acc", "nmi", "ari", "cluster_f1")
 
 def run_one(method: str, dataset: str, seed: int, sets: list[str], device: str,
             timeout: float) -> dict[str, Any]:
-    """One seed in a subprocess; metrics (percent) plus ``wall_s``, or an ``error``."""
+    """One seed in a subprocess; metrics (fractions) plus ``wall_s``, or an ``error``."""
     return train_in_subprocess(method, dataset, seed, sets, device, timeout,
                                post=partial(_grace_kmeans, dataset, seed) if method == "grace"
                                else None)
@@ -52,13 +52,14 @@ def _grace_kmeans(dataset: str, seed: int, run_dir: Path, metrics: dict[str, Any
     emb = torch.load(run_dir / "embeddings.pt", weights_only=True)
     y = load(dataset).y.numpy()
     pred = kmeans(emb, int(y.max()) + 1, n_init=10, seed=seed)
-    return {"cluster_acc": 100 * cluster_acc(y, pred), "nmi": 100 * nmi(y, pred),
-            "ari": 100 * ari(y, pred), "cluster_f1": 100 * cluster_f1(y, pred),
+    return {"cluster_acc": cluster_acc(y, pred), "nmi": nmi(y, pred), "ari": ari(y, pred),
+            "cluster_f1": cluster_f1(y, pred),
             "time_per_epoch_s": metrics.get("time_per_epoch_s", float("nan"))}
 
 
 def _fmt(values: list[float]) -> str:
-    return "–" if not values else f"{np.mean(values):.2f} ± {np.std(values):.2f}"
+    """Mean ± population std in percent (metrics are stored as fractions)."""
+    return "–" if not values else f"{100 * np.mean(values):.2f} ± {100 * np.std(values):.2f}"
 
 
 def table(results: list[dict[str, Any]]) -> str:

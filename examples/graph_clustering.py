@@ -51,7 +51,7 @@ def main() -> None:
         result = run(config, RunContext(out_dir=tmp, device="cpu", seed=0, progress=True),
                      data=data)
     for k, v in result.metrics.items():
-        print(f"{k:>28s}: {v:.2f}")
+        print(f"{k:>28s}: {v:.4f}")
 
     import matplotlib
     matplotlib.use("Agg")

@@ -279,6 +279,6 @@ def test_pamc_learns_on_cora(tmp_path):
                      pretrain_cache=str(tmp_path), **PAMC_PRESETS["cora"])
     res = run(cfg, RunContext(out_dir=tmp_path / "run", device="cpu", seed=0, progress=False))
     m = res.metrics
-    assert math.isfinite(m["nmi"]) and m["nmi"] >= 33.0, m
-    assert m["nmi"] >= m["nmi_at_start"] + 8.0, m
+    assert math.isfinite(m["nmi"]) and m["nmi"] >= 0.33, m
+    assert m["nmi"] >= m["nmi_at_start"] + 0.08, m
     assert m["nmi_max_over_epochs"] >= m["nmi"]

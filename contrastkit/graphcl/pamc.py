@@ -543,9 +543,9 @@ class NodeBatches:
 # Evaluation, run
 # ---------------------------------------------------------------------------------------------
 def clustering_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """``cluster_acc``, ``nmi``, ``ari``, ``cluster_f1`` of predicted labels (in percent)."""
-    return {"cluster_acc": 100 * cluster_acc(y, pred), "nmi": 100 * nmi(y, pred),
-            "ari": 100 * ari(y, pred), "cluster_f1": 100 * cluster_f1(y, pred)}
+    """``cluster_acc``, ``nmi``, ``ari``, ``cluster_f1`` of predicted labels (fractions)."""
+    return {"cluster_acc": cluster_acc(y, pred), "nmi": nmi(y, pred), "ari": ari(y, pred),
+            "cluster_f1": cluster_f1(y, pred)}
 
 
 def load_graph(config: PamCConfig) -> Data:
