@@ -713,15 +713,6 @@ class AutoTCL(AveragedEncoder, ContrastiveMethod):
 
 
 # ------------------------------------------------------------------------------ running
-def _load(config: AutoTCLConfig):
-    from ..datasets import get_spec, load
-    from ..datasets.timeseries import FORECAST_SETS, load_forecast
-    sid = get_spec(config.dataset).id
-    if sid in FORECAST_SETS:
-        return load_forecast(sid, univariate=config.univariate)
-    return load(sid)
-
-
 def fit(config: AutoTCLConfig, train: np.ndarray, *, seed: int = 0, device: str = "cpu",
         progress: bool = False, out_dir: Any = None) -> tuple[AutoTCL, Trainer]:
     """Train AutoTCL on ``train [N, T, C]``: sections of ``max_train_length`` (NaN -> 0, as the

@@ -240,29 +240,25 @@ class MCLRec(SASRec):
             self.configure_optimizer()
         return self._optimizer
 
-    def encoder_step(self, batch: dict) -> Tensor:
-        """One encoder update on ``L0`` (augmenters frozen); returns the detached loss."""
+    def _update(self, loss_fn: Any, batch: dict, encoder: bool, augmenters: bool) -> Tensor:
+        """One optimiser step on ``loss_fn(batch)`` with only the chosen parts trainable."""
         opt = self._opt()
-        self._trainable(True, False)
+        self._trainable(encoder, augmenters)
         opt.zero_grad(set_to_none=True)
-        loss = self.encoder_loss(batch)
+        loss = loss_fn(batch)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         self._trainable(True, True)
         return loss.detach()
 
+    def encoder_step(self, batch: dict) -> Tensor:
+        """One encoder update on ``L0`` (augmenters frozen); returns the detached loss."""
+        return self._update(self.encoder_loss, batch, True, False)
+
     def augmenter_step(self, batch: dict) -> Tensor:
         """One augmenter update on ``L1`` (encoder untouched); returns the detached loss."""
-        opt = self._opt()
-        self._trainable(False, True)
-        opt.zero_grad(set_to_none=True)
-        loss = self.augmenter_loss(batch)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        self._trainable(True, True)
-        return loss.detach()
+        return self._update(self.augmenter_loss, batch, False, True)
 
     def training_step(self, batch: dict) -> Tensor:
         if "aug1" not in batch:

@@ -453,7 +453,8 @@ def eval_classification(z_train: np.ndarray, y_train: np.ndarray, z_test: np.nda
 
 
 # ------------------------------------------------------------------------------ running
-def _load(config: TS2VecConfig):
+def load_task(config: Any) -> Any:
+    """The data of ``config.dataset``: a forecasting split (ETT, ...) or a classification set."""
     from ..datasets import get_spec, load
     from ..datasets.timeseries import FORECAST_SETS, load_forecast
     sid = get_spec(config.dataset).id
@@ -489,7 +490,7 @@ def run_protocol(fit_fn: Any, causal_encoder: Any, config: Any, ctx: RunContext)
     Forecasting: causal sliding representations from ``causal_encoder(method)``, ridge per
     horizon. Classification: ``method.embed`` on the train and test series, RBF-SVM.
     """
-    data = _load(config)
+    data = load_task(config)
     if hasattr(data, "pred_lens"):
         method, trainer = fit_fn(config, data.train_data, seed=ctx.seed, device=ctx.device,
                                  progress=ctx.progress, out_dir=ctx.out_dir)
@@ -518,7 +519,7 @@ def run(config: TS2VecConfig, ctx: RunContext) -> RunResult:
 def evaluate(config: TS2VecConfig, embeddings: Tensor, ctx: RunContext) -> dict[str, float]:
     """Re-evaluate saved embeddings: forecasting ``[N * T_end, D]`` causal representations, or
     classification ``[N_train + N_test, D]`` instance representations."""
-    data = _load(config)
+    data = load_task(config)
     if hasattr(data, "pred_lens"):
         n, end = data.data.shape[0], data.test_slice.stop
         if embeddings.size(0) != n * end:
