@@ -92,3 +92,21 @@ def check_weights(name: str, value: Tensor) -> Tensor:
         raise ValueError(f"{name}: expected finite, non-negative weights, got {int(bad.sum())} "
                          f"NaN, infinite or negative entries")
     return value
+
+
+def check_ints(owner: Any, names: Sequence[str], *, minimum: int = 1,
+               allow_none: bool = False) -> None:
+    """Check that each attribute ``names`` of ``owner`` (a config) is an int ``>= minimum``.
+
+    ``minimum`` 1 says "a positive int", 0 "a non-negative int"; ``allow_none`` also accepts
+    ``None``. Raises ValueError naming the field, what was expected and what came.
+    """
+    kind = "a positive int" if minimum == 1 else ("a non-negative int" if minimum == 0
+                                                  else f"an int >= {minimum}")
+    for name in names:
+        v = getattr(owner, name)
+        if v is None and allow_none:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ValueError(f"{name}: expected {kind}{' or None' if allow_none else ''}, "
+                             f"got {v!r}")

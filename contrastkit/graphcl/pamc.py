@@ -72,7 +72,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
-from ..core.checks import check_choice, check_positive
+from ..core.checks import check_choice, check_positive, check_ints
 from ..core.checkpoint import save_checkpoint
 from ..core.engine import contrastive_loss, pair_logsumexp
 from ..core.losses import positive_mass_loss
@@ -312,14 +312,9 @@ class PamCConfig:
             check_positive(name, getattr(self, name), allow_zero=True)
         for name in ("scale", "lr", "pretrain_lr"):
             check_positive(name, getattr(self, name))
-        for name in ("order", "epochs", "out_channels", "pretrain_batch_size", "kmeans_restarts"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        for name in ("batch_size", "pretrain_epochs", "checkpoint_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
+        check_ints(self, ("order", "epochs", "out_channels", "pretrain_batch_size",
+                          "kmeans_restarts"))
+        check_ints(self, ("batch_size", "pretrain_epochs", "checkpoint_every"), minimum=0)
         if self.loss == "scgc" and self.batch_size > 0:
             raise ValueError(f"batch_size: expected 0 for loss='scgc' (SCGC*'s exact loss is over "
                              f"all node pairs, full batch; mini-batches are for PamC), got "

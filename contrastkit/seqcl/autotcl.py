@@ -109,7 +109,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.checks import check_choice, check_positive, check_tensor
+from ..core.checks import check_choice, check_positive, check_tensor, check_ints
 from ..core.engine import contrastive_loss
 from ..core.method import ContrastiveMethod
 from ..core.trainer import Trainer
@@ -218,19 +218,11 @@ class AutoTCLConfig:
     max_svm_train: int = 10_000
 
     def __post_init__(self) -> None:
-        for name in ("output_dims", "hidden_dims", "aug_dim", "aug_hidden_dims", "batch_size",
-                     "max_train_length", "epochs", "ratio_step", "encode_batch_size",
-                     "max_ridge_samples", "max_svm_train"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        for name in ("depth", "aug_depth", "sliding_padding"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
-        if self.iters is not None and (isinstance(self.iters, bool)
-                                       or not isinstance(self.iters, int) or self.iters < 1):
-            raise ValueError(f"iters: expected a positive int or None, got {self.iters!r}")
+        check_ints(self, ("output_dims", "hidden_dims", "aug_dim", "aug_hidden_dims", "batch_size",
+                          "max_train_length", "epochs", "ratio_step", "encode_batch_size",
+                          "max_ridge_samples", "max_svm_train"))
+        check_ints(self, ("depth", "aug_depth", "sliding_padding"), minimum=0)
+        check_ints(self, ("iters",), allow_none=True)
         if isinstance(self.local_segments, bool) or not isinstance(self.local_segments, int) \
                 or self.local_segments < 4:
             raise ValueError(f"local_segments: expected an int >= 4, got {self.local_segments!r}")

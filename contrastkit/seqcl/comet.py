@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.checks import check_choice, check_positive, check_tensor
+from ..core.checks import check_choice, check_positive, check_tensor, check_ints
 from ..core.engine import contrastive_loss
 from ..core.method import ContrastiveMethod
 from ..core.pairs import Pairs
@@ -170,11 +170,8 @@ class COMETConfig:
                 raise ValueError(f"label_fractions: expected values in (0, 1], got {f}")
         for name in ("lr", "finetune_lr", "id_temperature"):
             check_positive(name, getattr(self, name))
-        for name in ("window", "output_dims", "hidden_dims", "epochs", "batch_size",
-                     "finetune_batch_size", "n_folds"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        check_ints(self, ("window", "output_dims", "hidden_dims", "epochs", "batch_size",
+                          "finetune_batch_size", "n_folds"))
         if not 0 <= self.overlap < 1:
             raise ValueError(f"overlap: expected a float in [0, 1), got {self.overlap}")
         if not -1 <= self.fold < self.n_folds:

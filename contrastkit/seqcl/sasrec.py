@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.checks import check_choice, check_positive, check_probability
+from ..core.checks import check_choice, check_positive, check_probability, check_ints
 from ..core.losses import nt_xent
 from ..core.method import ContrastiveMethod
 from ..core.ranking import ranking_metrics, rank_users
@@ -121,11 +121,8 @@ class SeqRecConfig:
     checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "hidden_size", "num_layers", "num_heads",
-                     "inner_size", "max_len", "patience", "eval_batch_size", "length_groups"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        check_ints(self, ("epochs", "batch_size", "hidden_size", "num_layers", "num_heads",
+                          "inner_size", "max_len", "patience", "eval_batch_size", "length_groups"))
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size: expected a multiple of num_heads={self.num_heads}, "
                              f"got {self.hidden_size}")

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..core.checks import check_choice, check_positive, check_tensor
+from ..core.checks import check_choice, check_positive, check_tensor, check_ints
 from ..core.method import ContrastiveMethod
 from ..core.trainer import Trainer
 from ..registry import MethodSpec, RunContext, RunResult, register
@@ -115,19 +115,10 @@ class TS2VecConfig:
     max_svm_train: int = 10_000
 
     def __post_init__(self) -> None:
-        for name in ("output_dims", "hidden_dims", "batch_size", "max_train_length",
-                     "encode_batch_size", "max_ridge_samples", "max_svm_train"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        for name in ("depth", "temporal_unit", "sliding_padding"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
-        for name in ("iters", "epochs"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name}: expected a positive int or None, got {v!r}")
+        check_ints(self, ("output_dims", "hidden_dims", "batch_size", "max_train_length",
+                          "encode_batch_size", "max_ridge_samples", "max_svm_train"))
+        check_ints(self, ("depth", "temporal_unit", "sliding_padding"), minimum=0)
+        check_ints(self, ("iters", "epochs"), allow_none=True)
         check_positive("lr", self.lr)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
         if not 0.0 <= float(self.dropout) < 1.0:
