@@ -112,6 +112,8 @@ _BUILTIN: dict[str, str] = {
     "mclrec": "contrastkit.seqcl.mclrec",
     "pamc": "contrastkit.graphcl.pamc",
     "scgc": "contrastkit.graphcl.pamc",
+    "simclr": "contrastkit.vision.simclr",
+    "moco": "contrastkit.vision.moco",
 }
 
 _REGISTRY: dict[str, MethodSpec] = {}

@@ -21,6 +21,10 @@ _session_cache: str | None = None
 def pytest_configure(config: pytest.Config) -> None:
     """Give the session its own PyG cache folder unless ``CONTRASTKIT_CACHE`` is set."""
     global _session_cache
+    if "TRITON_INTERPRET" not in os.environ:  # the fused-kernel tests run Triton's interpreter
+        import torch
+        if not torch.cuda.is_available():
+            os.environ["TRITON_INTERPRET"] = "1"
     if not os.environ.get(_CACHE_ENV):
         _session_cache = tempfile.mkdtemp(prefix="contrastkit-test-cache-")
         os.environ[_CACHE_ENV] = _session_cache

@@ -45,6 +45,7 @@ from .pairs import PairSelector, as_selector
 from .similarity import SIMILARITIES, get_similarity
 from .weights import NegativeWeight, as_weight
 
+BACKENDS = ("auto", "blockwise", "fused")
 FORMS = ("infonce", "supcon", "decoupled", "pair_mean", "soft_targets", "positive_mass",
          "log_partition")
 REDUCTIONS = ("mean", "sum", "none")
@@ -505,6 +506,33 @@ def _as_temperature(temperature: Any, num_candidates: int, like: Tensor) -> Tens
     return torch.tensor(float(temperature), dtype=like.dtype, device=like.device)
 
 
+def _fused_stats(plan: _Plan, a: Tensor, b: Tensor, tau: Tensor, input_dtype: torch.dtype,
+                 batched: bool, *, explicit: bool) -> Tensor | None:
+    """Statistics from the fused Triton kernel, or ``None`` to use the blockwise path.
+
+    ``backend="auto"`` takes the kernel only on CUDA with Triton installed and a supported plan;
+    ``backend="fused"`` (explicit) raises a ``ValueError`` that says why when it cannot.
+    """
+    if not explicit and (a.device.type != "cuda" or batched):
+        return None
+    try:
+        from .kernels import fused_stats as fk
+    except ImportError as err:  # pragma: no cover - the module itself imports without Triton
+        if explicit:
+            raise ValueError(f"backend: 'fused' is unavailable ({err})") from err
+        return None
+    reason = fk.fused_unsupported_reason(plan, device=a.device, dim=a.size(-1), batched=batched)
+    if reason is not None:
+        if explicit:
+            raise ValueError(f"backend: 'fused' does not support this call: {reason}; use "
+                             f"backend='auto' or 'blockwise'")
+        return None
+    kernel_dtype = input_dtype if input_dtype in (torch.bfloat16, torch.float16) else torch.float32
+    ap = plan.anchor_factor(a, tau).to(kernel_dtype)
+    bp = plan.candidate_factor(b, tau).to(kernel_dtype)
+    return fk.fused_row_statistics(plan, ap, bp).to(a.dtype)
+
+
 def row_statistics(
     anchors: Tensor,
     candidates: Tensor | None = None,
@@ -519,6 +547,7 @@ def row_statistics(
     positives_in_denominator: bool = True,
     need_pos_lse: bool = False,
     block_size: int | None = None,
+    backend: str = "auto",
 ) -> RowStats:
     """Per-anchor statistics (``LSE``, ``P``, ``Q``, ``LSE+``, denominator count), each ``[N]``.
 
@@ -561,6 +590,7 @@ def row_statistics(
         if sel is not None:
             sel.validate(N, M)
 
+    check_choice("backend", backend, BACKENDS)
     # the engine computes in float32 at least (half precision would overflow the exponentials)
     dtype = torch.promote_types(torch.promote_types(anchors.dtype, candidates.dtype),
                                 torch.float32)
@@ -571,6 +601,10 @@ def row_statistics(
                  diagonal=diagonal, weight=weight, normalize_weights=normalize_weights,
                  positives_in_denominator=positives_in_denominator, need_pos_lse=need_pos_lse,
                  num_candidates=M)
+    if backend != "blockwise":
+        fused = _fused_stats(plan, a, b, tau, anchors.dtype, batched, explicit=backend == "fused")
+        if fused is not None:
+            return RowStats.from_tensor(fused)
     if block_size is None:
         block = N if N * M <= DENSE_LIMIT else max(1, TILE_ENTRIES // M)
     else:
@@ -639,6 +673,7 @@ def contrastive_loss(
     normalize_weights: bool = False,
     positive_mean: bool = True,
     block_size: int | None = None,
+    backend: str = "auto",
 ) -> Tensor:
     r"""The general contrastive loss: who is compared with whom, with what weight, in which form.
 
@@ -666,6 +701,10 @@ def contrastive_loss(
         positive_mean: ``infonce``/``decoupled``: average the positive logits with their weights
             (``P / Q``, SupCon) or, if False, use the weights as coefficients (``P``, DCLW).
         block_size: anchors per row block; ``None`` picks dense for small ``N x M``.
+        backend: ``"auto"`` (the fused Triton kernel of :mod:`contrastkit.core.kernels` on CUDA
+            when Triton is installed and the options are supported, else blockwise),
+            ``"blockwise"`` (always the PyTorch path) or ``"fused"`` (the kernel or a
+            ``ValueError`` saying why not; on CPU it needs ``TRITON_INTERPRET=1``).
 
     Returns:
         The reduced loss (scalar), or ``[N]`` (``[G, N]``) with ``reduction="none"``.
@@ -676,5 +715,5 @@ def contrastive_loss(
         temperature=temperature, similarity=similarity, exclude=exclude, diagonal=diagonal,
         negative_weight=negative_weight, normalize_weights=normalize_weights,
         positives_in_denominator=form != "decoupled", need_pos_lse=form == "positive_mass",
-        block_size=block_size)
+        block_size=block_size, backend=backend)
     return reduce_rows(stats, form, reduction, positive_mean=positive_mean)

@@ -89,6 +89,8 @@ class GRACEConfig(POTOptions):
         symmetric_edge_drop: drop whole undirected edges (the official code drops directed
             entries; default reproduces the code).
         block_size: anchors per row block in the loss (``None``: automatic).
+        loss_backend: the engine's ``backend``: ``auto`` (the fused Triton kernel on CUDA when
+            Triton is installed, else blockwise), ``blockwise`` or ``fused``.
         eval_protocol: ``grace`` (sklearn CV logistic regression, 10/90), ``gca`` (torch
             logistic regression, 10/10/80, validation-selected) or ``pot`` (torch logistic
             regression on the public split, else one 10/10/80 split).
@@ -122,6 +124,7 @@ class GRACEConfig(POTOptions):
     dense_features: bool = False
     symmetric_edge_drop: bool = False
     block_size: int | None = None
+    loss_backend: Literal["auto", "blockwise", "fused"] = "auto"
     eval_protocol: Literal["grace", "gca", "pot"] = "grace"
     probe_cv: Literal["grace", "stratified"] = "grace"
     eval_repeats: int = 3
@@ -143,6 +146,7 @@ class GRACEConfig(POTOptions):
         check_choice("drop_scheme", self.drop_scheme, ("uniform", "degree", "pagerank", "evc"))
         check_choice("eval_protocol", self.eval_protocol, type(self).EVAL_PROTOCOLS)
         check_choice("probe_cv", self.probe_cv, ("grace", "stratified"))
+        check_choice("loss_backend", self.loss_backend, ("auto", "blockwise", "fused"))
         for name in ("epochs", "hidden_channels", "projection_channels", "num_layers",
                      "eval_repeats"):
             if int(getattr(self, name)) < 1:
@@ -204,7 +208,7 @@ class GRACE(ContrastiveMethod):
 
     def loss(self, projections: list[Tensor], batch: Data) -> Tensor:
         return nt_xent(projections[0], projections[1], temperature=self.config.temperature,
-                       block_size=self.config.block_size)
+                       block_size=self.config.block_size, backend=self.config.loss_backend)
 
     # ---- node subsets (POT protocol) and the POT term -----------------------------------
     def on_fit_start(self, trainer: Any) -> None:
