@@ -18,11 +18,12 @@ warm-up (which also compiles the kernel), and on CUDA the peak memory beyond the
 (IEEE), ``tf32`` (float32 with TF32 matmuls, for all three variants) or ``bfloat16`` (inputs).
 
 ``--grace``: also train GRACE end to end (2-layer GCN, 128 hidden / projection, full batch) on the
-SBM graph of each size with the fused and the blockwise loss, seconds per epoch.
+SBM graph of each size with the fused and the blockwise loss, seconds per epoch; ``--gcool``:
+the same for gCooL_c (default configuration, community terms on: the first epochs).
 
     python benchmarks/loss_kernel.py --device cuda                       # the issue's table
     python benchmarks/loss_kernel.py --device cuda --dtype bfloat16 --name loss_kernel_bf16
-    python benchmarks/loss_kernel.py --device cuda --grace --sizes 169343
+    python benchmarks/loss_kernel.py --device cuda --variants --grace --gcool --sizes 169343
     python benchmarks/loss_kernel.py --device cpu --sizes 2000 5000 --variants dense blockwise
 """
 
@@ -41,7 +42,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = ("dense", "blockwise", "fused", "grace_fused", "grace_blockwise")
+VARIANTS = ("dense", "blockwise", "fused", "grace_fused", "grace_blockwise", "gcool_fused",
+            "gcool_blockwise")
 SIZES = (19_717, 50_000, 169_343)
 TAU = 0.5
 
@@ -122,12 +124,16 @@ def _grace_child(variant: str, n: int, dim: int, device: str, dtype_name: str,
     import torch
 
     from contrastkit.core.trainer import Trainer
+    from contrastkit.graphcl.gcool import GCooL, GCooLConfig
     from contrastkit.graphcl.grace import GRACE, GRACEConfig
 
     torch.backends.cuda.matmul.allow_tf32 = dtype_name == "tf32"
     data = _inputs(n, dim, "cpu", torch.float32)[0]
-    cfg = GRACEConfig(loss_backend=variant.split("_", 1)[1], temperature=TAU)
-    method = GRACE(cfg, data.num_features)
+    name, backend = variant.split("_", 1)
+    if name == "gcool":
+        method = GCooL(GCooLConfig(loss_backend=backend), data.num_features)
+    else:
+        method = GRACE(GRACEConfig(loss_backend=backend, temperature=TAU), data.num_features)
     times: list[float] = []
     mark = {"t": 0.0}
 
@@ -162,7 +168,7 @@ def _child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     variant, n = args.child[0], int(args.child[1])
     try:
-        if variant.startswith("grace_"):
+        if variant.startswith(("grace_", "gcool_")):
             out = _grace_child(variant, n, args.dim, args.device, args.dtype, args.epochs)
         else:
             out = _loss_child(variant, n, args.dim, args.device, args.dtype, args.repeats)
@@ -224,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="*", default=["dense", "blockwise", "fused"],
                    choices=VARIANTS)
     p.add_argument("--grace", action="store_true", help="add grace_fused and grace_blockwise")
+    p.add_argument("--gcool", action="store_true", help="add gcool_fused and gcool_blockwise")
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--dtype", default="float32", choices=("float32", "tf32", "bfloat16"))
     p.add_argument("--device", default="cuda")
@@ -237,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         _child(args)
         return 0
-    variants = list(args.variants) + (["grace_fused", "grace_blockwise"] if args.grace else [])
+    variants = (list(args.variants) + (["grace_fused", "grace_blockwise"] if args.grace else [])
+                + (["gcool_fused", "gcool_blockwise"] if args.gcool else []))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{args.name}.json"
     old = json.loads(path.read_text())["results"] if path.exists() else []

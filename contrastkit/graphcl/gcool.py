@@ -206,17 +206,18 @@ def resc_loss(anchors: Tensor, centroids: Tensor, labels: Tensor, temperature: f
 
 
 def node_loss(h1: Tensor, h2: Tensor, temperature: float, symmetric: bool = False,
-              block_size: int | None = None) -> Tensor:
+              block_size: int | None = None, backend: str = "auto") -> Tensor:
     r"""gCooL's node term (spec §2.5): view-1 anchors, view-2 candidates, aligned positives.
 
     ``symmetric=True`` averages it with the view-2 → view-1 direction (the code's intent).
+    ``backend``: the engine's (``auto`` takes the fused kernel on CUDA when Triton is present).
     """
     loss = contrastive_loss(h1, h2, positives="aligned", temperature=temperature,
-                            similarity="dot", block_size=block_size)
+                            similarity="dot", block_size=block_size, backend=backend)
     if symmetric:
         loss = 0.5 * (loss + contrastive_loss(h2, h1, positives="aligned",
                                               temperature=temperature, similarity="dot",
-                                              block_size=block_size))
+                                              block_size=block_size, backend=backend))
     return loss
 
 
@@ -366,7 +367,8 @@ class GCooL(_grace.GRACE):
         sym = c.node_loss == "symmetric"
         pairs = [(a, b) for a in range(num_views) for b in range(a + 1, num_views)]
         total = sum(node_loss(projections[a], projections[b], c.temperature, symmetric=sym,
-                              block_size=c.block_size) for a, b in pairs) / len(pairs)
+                              block_size=c.block_size, backend=c.loss_backend)
+                    for a, b in pairs) / len(pairs)
         terms = {"node": float(total.detach())}
         w_deca, w_resc = schedule_weights(step, c.stride, c.gate_rate, c.variant)
         if w_deca > 0 or w_resc > 0:

@@ -59,7 +59,24 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 __all__ = ["fused_row_statistics", "fused_unsupported_reason", "triton_available",
            "triton_interpreting", "compile_kernels"]
 
-_MAX_DIM = 256  # feature sizes above this fall back (register pressure)
+_MAX_DIM = 512  # feature sizes above this fall back (register pressure)
+
+
+def _tiles(block_dim: int) -> tuple[int, int, int, int]:
+    """``(BLOCK_M, BLOCK_N, num_warps, num_stages)`` for the padded feature size.
+
+    Chosen without a GPU from ptxas's register/spill report for sm_90 (``triton.compile`` +
+    ``cuobjdump -res-usage``): for d = 128, GRACE's pattern compiles without spills in bfloat16
+    and with a few spilled registers in the float32 backward kernels; weights and ``LSE+`` add
+    some spilling; d = 256 and 512 use 32 x 32 tiles (no or few spills).
+    """
+    if block_dim <= 64:
+        return 64, 64, 4, 2
+    if block_dim <= 128:
+        return 64, 64, 8, 2
+    if block_dim <= 256:
+        return 32, 32, 4, 2
+    return 32, 32, 8, 1
 
 
 def triton_available() -> bool:
@@ -288,16 +305,7 @@ class _Launch:
         dev = a.device
         self.N, self.M, self.D = a.size(0), b.size(0), a.size(1)
         self.BD = max(16, triton.next_power_of_2(self.D))
-        # Tiles and warps per feature size, chosen (without a GPU) from ptxas's register and
-        # spill report for sm_90 (``triton.compile`` + ``cuobjdump -res-usage``): for d = 128
-        # GRACE's pattern compiles without spills in bfloat16 and with a few spilled registers
-        # in the backward kernels in float32; weights and LSE+ add some spilling.
-        if self.BD <= 64:
-            self.BM, self.BN, self.num_warps = 64, 64, 4
-        elif self.BD <= 128:
-            self.BM, self.BN, self.num_warps = 64, 64, 8
-        else:
-            self.BM, self.BN, self.num_warps = 32, 32, 8
+        self.BM, self.BN, self.num_warps, self.num_stages = _tiles(self.BD)
         if not plan.self_contrast:
             self.DIAG, self.diag_value = 0, 0.0
         elif plan.diagonal == "exclude":
@@ -345,7 +353,8 @@ class _Launch:
         """Compile-time arguments and launch options of the kernels."""
         c = dict(BM=self.BM, BN=self.BN, BD=self.BD, DIAG=self.DIAG, POS=self.POS,
                  DECOUPLED=self.DECOUPLED, WEIGHT=self.WEIGHT, NEED_PLSE=self.NEED_PLSE,
-                 UPCAST=self.UPCAST, PREC=self.PREC, num_warps=self.num_warps, num_stages=2)
+                 UPCAST=self.UPCAST, PREC=self.PREC, num_warps=self.num_warps,
+                 num_stages=self.num_stages)
         if normw:
             c["NORMW"] = self.NORMW
         return c
@@ -432,7 +441,7 @@ def compile_kernels(arch: int = 90, *, dtype: str = "float32", dim: int = 128,
     if ty is None:
         raise ValueError(f"dtype: expected 'float32', 'bfloat16' or 'float16', got {dtype!r}")
     bd = max(16, triton.next_power_of_2(dim))
-    bm, bn, warps = (64, 64, 4) if bd <= 64 else (64, 64, 8) if bd <= 128 else (32, 32, 8)
+    bm, bn, warps, stages = _tiles(bd)
     flags = dict(DIAG=1, POS=1, DECOUPLED=0, WEIGHT=0, NEED_PLSE=0, UPCAST=0, PREC="tf32")
     flags.update(pattern)
     normw = flags.pop("NORMW", 0)
@@ -455,6 +464,6 @@ def compile_kernels(arch: int = 90, *, dtype: str = "float32", dim: int = 128,
                 sig[name] = "fp32" if name == "diag_value" else "i32"
         src = ASTSource(fn=kernel, signature=sig, constexprs=consts)
         compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
-                                  options={"num_warps": warps, "num_stages": 2})
+                                  options={"num_warps": warps, "num_stages": stages})
         out[kernel.fn.__name__] = compiled.asm["cubin"]
     return out
