@@ -33,6 +33,7 @@ Empty rows (no positive, or an empty denominator) contribute 0 and leave the mea
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -55,6 +56,7 @@ DENSE_LIMIT = 1 << 22
 #: target number of tile entries per row block when blocking
 TILE_ENTRIES = 1 << 22
 
+_FUSED_BROKEN = False  # set when the fused kernel failed once under backend="auto"
 _NEG = -1e30  # stands for log 0 inside masked log-sum-exps (finite: no NaN gradients)
 
 
@@ -527,10 +529,22 @@ def _fused_stats(plan: _Plan, a: Tensor, b: Tensor, tau: Tensor, input_dtype: to
             raise ValueError(f"backend: 'fused' does not support this call: {reason}; use "
                              f"backend='auto' or 'blockwise'")
         return None
+    global _FUSED_BROKEN
+    if not explicit and _FUSED_BROKEN:
+        return None
     kernel_dtype = input_dtype if input_dtype in (torch.bfloat16, torch.float16) else torch.float32
     ap = plan.anchor_factor(a, tau).to(kernel_dtype)
     bp = plan.candidate_factor(b, tau).to(kernel_dtype)
-    return fk.fused_row_statistics(plan, ap, bp).to(a.dtype)
+    try:
+        return fk.fused_row_statistics(plan, ap, bp).to(a.dtype)
+    except Exception as err:  # a Triton install that cannot compile/launch: fall back once
+        if explicit:
+            raise
+        _FUSED_BROKEN = True
+        warnings.warn(f"the fused contrastive-loss kernel failed ({type(err).__name__}: "
+                      f"{str(err)[:200]}); using the blockwise path from now on "
+                      f"(backend='blockwise' silences this)", RuntimeWarning, stacklevel=3)
+        return None
 
 
 def row_statistics(
