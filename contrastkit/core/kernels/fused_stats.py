@@ -166,9 +166,12 @@ if triton is not None:
 
     @triton.jit
     def _tile_grad(s, den, pos, w, rm, rn, lse, plse, g_lse, g_pos, g_plse,
-                   DIAG: tl.constexpr, NEED_PLSE: tl.constexpr):
+                   DIAG: tl.constexpr, NEED_PLSE: tl.constexpr, WEIGHT: tl.constexpr):
         """``dL/ds`` for one tile: softmax terms from the saved log-sum-exps, plus positives."""
-        x = tl.where(den, s + tl.log(tl.where(den, w, 1.0)) - lse[:, None], _LOG0)
+        if WEIGHT:
+            x = tl.where(den, s + tl.log(tl.where(den, w, 1.0)) - lse[:, None], _LOG0)
+        else:
+            x = tl.where(den, s - lse[:, None], _LOG0)
         ds = tl.where(den, tl.exp(x), 0.0) * g_lse[:, None]
         ds += tl.where(pos, g_pos[:, None], 0.0)
         if NEED_PLSE:
@@ -210,7 +213,10 @@ if triton is not None:
             s = tl.dot(a, tl.trans(b), input_precision=PREC)
             s, den, pos, w = _mask_tile(s, rm, rn, N, M, offset, diag_value, la_ptr, lb_ptr,
                                         wa_ptr, wb_ptr, w_ptr, K, DIAG, POS, DECOUPLED, WEIGHT)
-            x = tl.where(den, s + tl.log(tl.where(den, w, 1.0)), _LOG0)
+            if WEIGHT:
+                x = tl.where(den, s + tl.log(tl.where(den, w, 1.0)), _LOG0)
+            else:
+                x = tl.where(den, s, _LOG0)
             m_new = tl.maximum(m_i, tl.max(x, 1))
             l_i = l_i * tl.exp(m_i - m_new) + tl.sum(tl.where(den, tl.exp(x - m_new[:, None]),
                                                                0.0), 1)
@@ -267,7 +273,7 @@ if triton is not None:
             s, den, pos, w = _mask_tile(s, rm, rn, N, M, offset, diag_value, la_ptr, lb_ptr,
                                         wa_ptr, wb_ptr, w_ptr, K, DIAG, POS, DECOUPLED, WEIGHT)
             ds = _tile_grad(s, den, pos, w, rm, rn, lse, plse, g_lse, g_pos, g_plse, DIAG,
-                            NEED_PLSE)
+                            NEED_PLSE, WEIGHT)
             acc += tl.dot(ds.to(b.dtype), b, input_precision=PREC)
         tl.store(da_ptr + rm[:, None] * D + rd[None, :], acc.to(da_ptr.dtype.element_ty),
                  mask=(rm[:, None] < N) & (rd[None, :] < D))
@@ -290,7 +296,7 @@ if triton is not None:
             s, den, pos, w = _mask_tile(s, rm, rn, N, M, offset, diag_value, la_ptr, lb_ptr,
                                         wa_ptr, wb_ptr, w_ptr, K, DIAG, POS, DECOUPLED, WEIGHT)
             ds = _tile_grad(s, den, pos, w, rm, rn, lse, plse, g_lse, g_pos, g_plse, DIAG,
-                            NEED_PLSE)
+                            NEED_PLSE, WEIGHT)
             acc += tl.dot(tl.trans(ds.to(a.dtype)), a, input_precision=PREC)
         tl.store(db_ptr + rn[:, None] * D + rd[None, :], acc.to(db_ptr.dtype.element_ty),
                  mask=(rn[:, None] < M) & (rd[None, :] < D))
