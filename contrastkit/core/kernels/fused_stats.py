@@ -182,6 +182,18 @@ if triton is not None:
         return ds
 
     @triton.jit
+    def _recompute_ds(a, b, rm, rn, lse, plse, g_lse, g_pos, g_plse, N, M, offset, diag_value,
+                      la_ptr, lb_ptr, wa_ptr, wb_ptr, w_ptr, K, DIAG: tl.constexpr,
+                      POS: tl.constexpr, DECOUPLED: tl.constexpr, WEIGHT: tl.constexpr,
+                      NEED_PLSE: tl.constexpr, PREC: tl.constexpr):
+        """Recompute the logit tile of ``a [BM, BD]`` and ``b [BN, BD]`` and return ``dL/ds``."""
+        s = tl.dot(a, tl.trans(b), input_precision=PREC)
+        s, den, pos, w = _mask_tile(s, rm, rn, N, M, offset, diag_value, la_ptr, lb_ptr, wa_ptr,
+                                    wb_ptr, w_ptr, K, DIAG, POS, DECOUPLED, WEIGHT)
+        return _tile_grad(s, den, pos, w, rm, rn, lse, plse, g_lse, g_pos, g_plse, DIAG,
+                          NEED_PLSE, WEIGHT)
+
+    @triton.jit
     def _load_rows(ptr, r, n, rd, D, UPCAST: tl.constexpr):
         x = tl.load(ptr + r[:, None] * D + rd[None, :], mask=(r[:, None] < n) & (rd[None, :] < D),
                     other=0.0)
@@ -269,11 +281,9 @@ if triton is not None:
         for start in range(0, M, BN):
             rn = start + tl.arange(0, BN)
             b = _load_rows(b_ptr, rn, M, rd, D, UPCAST)
-            s = tl.dot(a, tl.trans(b), input_precision=PREC)
-            s, den, pos, w = _mask_tile(s, rm, rn, N, M, offset, diag_value, la_ptr, lb_ptr,
-                                        wa_ptr, wb_ptr, w_ptr, K, DIAG, POS, DECOUPLED, WEIGHT)
-            ds = _tile_grad(s, den, pos, w, rm, rn, lse, plse, g_lse, g_pos, g_plse, DIAG,
-                            NEED_PLSE, WEIGHT)
+            ds = _recompute_ds(a, b, rm, rn, lse, plse, g_lse, g_pos, g_plse, N, M, offset,
+                               diag_value, la_ptr, lb_ptr, wa_ptr, wb_ptr, w_ptr, K, DIAG, POS,
+                               DECOUPLED, WEIGHT, NEED_PLSE, PREC)
             acc += tl.dot(ds.to(b.dtype), b, input_precision=PREC)
         tl.store(da_ptr + rm[:, None] * D + rd[None, :], acc.to(da_ptr.dtype.element_ty),
                  mask=(rm[:, None] < N) & (rd[None, :] < D))
@@ -292,11 +302,9 @@ if triton is not None:
             rm = start + tl.arange(0, BM)
             a = _load_rows(a_ptr, rm, N, rd, D, UPCAST)
             lse, plse, g_lse, g_pos, g_plse = _load_row_grads(stats_ptr, lse_ptr, g_ptr, rm, N)
-            s = tl.dot(a, tl.trans(b), input_precision=PREC)
-            s, den, pos, w = _mask_tile(s, rm, rn, N, M, offset, diag_value, la_ptr, lb_ptr,
-                                        wa_ptr, wb_ptr, w_ptr, K, DIAG, POS, DECOUPLED, WEIGHT)
-            ds = _tile_grad(s, den, pos, w, rm, rn, lse, plse, g_lse, g_pos, g_plse, DIAG,
-                            NEED_PLSE, WEIGHT)
+            ds = _recompute_ds(a, b, rm, rn, lse, plse, g_lse, g_pos, g_plse, N, M, offset,
+                               diag_value, la_ptr, lb_ptr, wa_ptr, wb_ptr, w_ptr, K, DIAG, POS,
+                               DECOUPLED, WEIGHT, NEED_PLSE, PREC)
             acc += tl.dot(tl.trans(ds.to(a.dtype)), a, input_precision=PREC)
         tl.store(db_ptr + rn[:, None] * D + rd[None, :], acc.to(db_ptr.dtype.element_ty),
                  mask=(rn[:, None] < M) & (rd[None, :] < D))
