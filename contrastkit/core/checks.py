@@ -94,6 +94,31 @@ def check_weights(name: str, value: Tensor) -> Tensor:
     return value
 
 
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Check that ``value`` is an int ``>= minimum`` (not a bool); returns it.
+
+    Raises TypeError for a non-int and ValueError for a too small one, naming ``name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return value
+
+
+def scalar_temperature(temperature: Any, dtype: torch.dtype, device: Any) -> Tensor:
+    """A positive scalar temperature (float or one-element, possibly learnable, tensor) as a
+    0-d tensor of ``dtype`` on ``device`` (gradients kept)."""
+    if isinstance(temperature, Tensor):
+        if temperature.numel() != 1:
+            raise ValueError(f"temperature: expected a scalar, got shape "
+                             f"{tuple(temperature.shape)}")
+        check_positive("temperature", temperature.detach())
+        return temperature.reshape(()).to(dtype=dtype, device=device)
+    check_positive("temperature", temperature)
+    return torch.tensor(float(temperature), dtype=dtype, device=device)
+
+
 def check_ints(owner: Any, names: Sequence[str], *, minimum: int = 1,
                allow_none: bool = False) -> None:
     """Check that each attribute ``names`` of ``owner`` (a config) is an int ``>= minimum``.

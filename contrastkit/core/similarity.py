@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch.nn.functional as F
+import torch
 from torch import Tensor
 
 #: names accepted by the engine's ``similarity`` argument
@@ -32,6 +33,19 @@ def neg_sq_dist_matrix(a: Tensor, b: Tensor) -> Tensor:
     sq = 2.0 * (a @ b.transpose(-1, -2))
     sq = sq - (a * a).sum(-1, keepdim=True) - (b * b).sum(-1).unsqueeze(-2)
     return sq.clamp(max=0.0)
+
+
+def paired_similarity(a: Tensor, b: Tensor, kind: str = "cosine") -> Tensor:
+    """Row-wise ``sim(a[..., i, :], b[..., i, :])`` along the last dimension, with broadcasting.
+
+    The engine's similarity kinds for explicit pairs (``[..., D]`` each, result ``[...]``).
+    """
+    if kind == "cosine":
+        a = torch.nn.functional.normalize(a, dim=-1, eps=1e-12)
+        b = torch.nn.functional.normalize(b, dim=-1, eps=1e-12)
+    if kind in ("cosine", "dot"):
+        return (a * b).sum(-1)
+    return -(a - b).pow(2).sum(-1)
 
 
 def get_similarity(kind: str) -> Callable[[Tensor, Tensor], Tensor]:

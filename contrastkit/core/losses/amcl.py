@@ -32,16 +32,10 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_choice, check_positive, check_tensor
+from ..checks import check_choice, check_int, check_positive, check_tensor
 
 __all__ = ["MultiHeadProjector", "AdaptiveTemperature", "amcl_regularizer", "amcl_loss",
            "AMCLLoss"]
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
-    return value
 
 
 class MultiHeadProjector(nn.Module):
@@ -56,7 +50,7 @@ class MultiHeadProjector(nn.Module):
         super().__init__()
         for name, v in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim),
                         ("num_heads", num_heads)):
-            _check_int(name, v)
+            check_int(name, v)
         self.heads = nn.ModuleList(
             nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True),
                           nn.Linear(hidden_dim, out_dim)) for _ in range(num_heads))
@@ -81,8 +75,8 @@ class AdaptiveTemperature(nn.Module):
     def __init__(self, dim: int = 128, hidden: int = 128, tau_min: float = 0.02,
                  tau_max: float = 2.0) -> None:
         super().__init__()
-        _check_int("dim", dim)
-        _check_int("hidden", hidden)
+        check_int("dim", dim)
+        check_int("hidden", hidden)
         check_positive("tau_min", tau_min)
         check_positive("tau_max", tau_max)
         if tau_max <= tau_min:

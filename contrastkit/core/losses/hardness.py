@@ -32,26 +32,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_choice, check_positive, check_same_shape, check_tensor
+from ..checks import (check_choice, check_positive, check_same_shape, check_tensor,
+                      scalar_temperature)
 from ..engine import contrastive_loss, segment_logsumexp
 from ..pairs import PairSelector, as_selector
-from ..similarity import SIMILARITIES, get_similarity
+from ..similarity import SIMILARITIES, get_similarity, paired_similarity
 
 _LOG0 = -1e30  # log 0 inside masked log-sum-exps (finite: no NaN gradients)
 
 __all__ = ["hard_infonce_loss", "hard_nt_xent", "simple_contrastive_loss", "uniformity_loss",
            "alignment_loss", "tolerance", "negative_weight_stats", "HardInfoNCELoss"]
-
-
-def _scalar_tau(temperature: Any, like: Tensor) -> Tensor:
-    if isinstance(temperature, Tensor):
-        if temperature.numel() != 1:
-            raise ValueError(f"temperature: expected a scalar, got shape "
-                             f"{tuple(temperature.shape)}")
-        check_positive("temperature", temperature.detach())
-        return temperature.reshape(()).to(like)
-    check_positive("temperature", temperature)
-    return torch.tensor(float(temperature), dtype=like.dtype, device=like.device)
 
 
 def _sparse_positives(positives: Any, N: int, M: int, device: torch.device, dtype: torch.dtype
@@ -62,15 +52,6 @@ def _sparse_positives(positives: Any, N: int, M: int, device: torch.device, dtyp
                          f"index or Pairs), got {type(sel).__name__}")
     sel.validate(N, M)
     return sel.sparse_block(0, N, M, device=device, dtype=dtype)
-
-
-def _pair_sim(a: Tensor, b: Tensor, similarity: str) -> Tensor:
-    if similarity == "cosine":
-        a = nn.functional.normalize(a, dim=-1, eps=1e-12)
-        b = nn.functional.normalize(b, dim=-1, eps=1e-12)
-    if similarity in ("cosine", "dot"):
-        return (a * b).sum(-1)
-    return -(a - b).pow(2).sum(-1)
 
 
 def hard_infonce_loss(anchors: Tensor, candidates: Tensor | None = None, *,
@@ -132,7 +113,7 @@ def hard_infonce_loss(anchors: Tensor, candidates: Tensor | None = None, *,
     if self_contrast:
         keep &= r != c
     r, c, w = r[keep], c[keep], w[keep]
-    tau = _scalar_tau(temperature, a)
+    tau = scalar_temperature(temperature, a.dtype, a.device)
     if similarity == "cosine":
         a = nn.functional.normalize(a, dim=1, eps=1e-12)
         bb = nn.functional.normalize(bb, dim=1, eps=1e-12)
@@ -309,7 +290,7 @@ def negative_weight_stats(anchors: Tensor, candidates: Tensor | None = None, *,
     if self_contrast:
         keep &= r != c
     r, c = r[keep], c[keep]
-    s_pos = _pair_sim(a[r], bb[c], similarity)
+    s_pos = paired_similarity(a[r], bb[c], similarity)
     sim = get_similarity(similarity)
     n_sum = n_sq = n_cnt = 0.0
     ent, eff = [], []

@@ -34,30 +34,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_choice, check_positive, check_tensor
+from ..checks import check_choice, check_int, check_positive, check_tensor, scalar_temperature
 from ..engine import row_statistics
-from ..similarity import SIMILARITIES
+from ..similarity import SIMILARITIES, paired_similarity
 
 __all__ = ["moco_loss", "id_match_pairs", "mochi_negatives", "mochi_loss", "KeyQueue",
            "MoCoLoss", "MoCHiLoss"]
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return value
-
-
-def _rowwise_similarity(a: Tensor, b: Tensor, similarity: str) -> Tensor:
-    """``sim(a[..., :], b[..., :])`` along the last dimension with broadcasting (engine's kinds)."""
-    if similarity == "cosine":
-        a = nn.functional.normalize(a, dim=-1, eps=1e-12)
-        b = nn.functional.normalize(b, dim=-1, eps=1e-12)
-    if similarity in ("cosine", "dot"):
-        return (a * b).sum(-1)
-    return -(a - b).pow(2).sum(-1)
 
 
 def id_match_pairs(ids: Tensor, queue_ids: Tensor) -> Tensor:
@@ -137,17 +119,9 @@ def moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: float |
     B = query.size(0)
     excl = _check_ids(queue, queue_ids, ids, B)
     dtype = torch.promote_types(torch.promote_types(query.dtype, key.dtype), torch.float32)
-    if isinstance(temperature, Tensor):
-        if temperature.numel() != 1:
-            raise ValueError(f"temperature: expected a scalar, got shape "
-                             f"{tuple(temperature.shape)}")
-        check_positive("temperature", temperature.detach())
-        tau = temperature.reshape(()).to(dtype)
-    else:
-        check_positive("temperature", temperature)
-        tau = torch.tensor(float(temperature), dtype=dtype, device=query.device)
+    tau = scalar_temperature(temperature, dtype, query.device)
     q = query.to(dtype)
-    l_pos = _rowwise_similarity(q, key.to(dtype), similarity) / tau            # [B]
+    l_pos = paired_similarity(q, key.to(dtype), similarity) / tau            # [B]
     stats = row_statistics(q, queue.detach().to(dtype), positives=None, temperature=tau,
                            similarity=similarity, exclude=excl, block_size=block_size)
     parts = [stats.lse]                                                        # [B]
@@ -159,7 +133,7 @@ def moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: float |
         if extra_negatives.size(1) > 0:
             h = extra_negatives.to(dtype)
             if similarity == "neg_sq_dist":
-                l_extra = _rowwise_similarity(q[:, None, :], h, similarity)
+                l_extra = paired_similarity(q[:, None, :], h, similarity)
             else:  # one batched matmul, no [B, E, D] temporary
                 qq = nn.functional.normalize(q, dim=-1, eps=1e-12) if similarity == "cosine" else q
                 l_extra = torch.bmm(h, qq[:, :, None]).squeeze(-1)
@@ -208,9 +182,9 @@ def mochi_negatives(query: Tensor, queue: Tensor, *, num_hard: int = 1024, num_m
     if queue.size(0) == 0 or queue.size(1) != query.size(1):
         raise ValueError(f"queue: expected a non-empty [Q, {query.size(1)}] tensor, got shape "
                          f"{tuple(queue.shape)}")
-    _check_int("num_hard", num_hard, 1)
-    _check_int("num_mix", num_mix, 0)
-    _check_int("num_mix_query", num_mix_query, 0)
+    check_int("num_hard", num_hard, 1)
+    check_int("num_mix", num_mix, 0)
+    check_int("num_mix_query", num_mix_query, 0)
     if isinstance(query_max, bool) or not isinstance(query_max, (int, float)) \
             or not 0.0 <= float(query_max) <= 1.0:
         raise ValueError(f"query_max: expected a number in [0, 1], got {query_max!r}")
@@ -289,8 +263,8 @@ class KeyQueue(nn.Module):
 
     def __init__(self, dim: int, size: int, *, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        _check_int("dim", dim, 1)
-        _check_int("size", size, 1)
+        check_int("dim", dim, 1)
+        check_int("size", size, 1)
         self.register_buffer("features",
                              nn.functional.normalize(torch.randn(size, dim, dtype=dtype), dim=1))
         self.register_buffer("ids", torch.full((size,), -1, dtype=torch.long))
@@ -355,9 +329,9 @@ class MoCHiLoss(nn.Module):
                  num_mix_query: int = 128, query_max: float = 0.5) -> None:
         super().__init__()
         check_positive("temperature", temperature)
-        _check_int("num_hard", num_hard, 1)
-        _check_int("num_mix", num_mix, 0)
-        _check_int("num_mix_query", num_mix_query, 0)
+        check_int("num_hard", num_hard, 1)
+        check_int("num_mix", num_mix, 0)
+        check_int("num_mix_query", num_mix_query, 0)
         self.temperature, self.num_hard = temperature, num_hard
         self.num_mix, self.num_mix_query, self.query_max = num_mix, num_mix_query, query_max
         self.enabled = True

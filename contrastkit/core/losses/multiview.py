@@ -41,11 +41,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_choice, check_positive, check_tensor
+from ..checks import check_choice, check_positive, check_tensor, scalar_temperature
 from ..distributed import all_gather_with_grad, get_rank, is_distributed
 from ..engine import row_statistics
 from ..pairs import Pairs, SameLabel
-from ..similarity import SIMILARITIES
+from ..similarity import SIMILARITIES, paired_similarity
 from .infonce import nt_xent
 
 __all__ = ["mv_infonce_loss", "mv_dhel_loss", "pwe_loss", "MVInfoNCELoss", "MVDHELLoss"]
@@ -73,15 +73,6 @@ def _gather_views(z: Tensor) -> tuple[Tensor, Tensor]:
     n = z.size(1)
     full = all_gather_with_grad(z.transpose(0, 1).contiguous()).transpose(0, 1)
     return full, get_rank() * n + torch.arange(n, device=z.device)
-
-
-def _pair_sim(a: Tensor, b: Tensor, similarity: str) -> Tensor:
-    if similarity == "cosine":
-        a = nn.functional.normalize(a, dim=-1, eps=1e-12)
-        b = nn.functional.normalize(b, dim=-1, eps=1e-12)
-    if similarity in ("cosine", "dot"):
-        return (a * b).sum(-1)
-    return -(a - b).pow(2).sum(-1)
 
 
 def mv_infonce_loss(z: Tensor, *, temperature: float | Tensor = 0.5, denominator: str = "all",
@@ -172,15 +163,7 @@ def mv_dhel_loss(z: Tensor, *, temperature: float | Tensor = 0.5, variant: str =
     V, N, D = z.shape
     dtype = torch.promote_types(z.dtype, torch.float32)
     zz = z.to(dtype)
-    if isinstance(temperature, Tensor):
-        if temperature.numel() != 1:
-            raise ValueError(f"temperature: expected a scalar, got shape "
-                             f"{tuple(temperature.shape)}")
-        check_positive("temperature", temperature.detach())
-        tau = temperature.reshape(()).to(dtype)
-    else:
-        check_positive("temperature", temperature)
-        tau = torch.tensor(float(temperature), dtype=dtype, device=z.device)
+    tau = scalar_temperature(temperature, dtype, z.device)
     diagonal = "exclude" if variant == "code" else "negative"
     if gather and is_distributed():
         full, g = _gather_views(zz)
@@ -193,7 +176,7 @@ def mv_dhel_loss(z: Tensor, *, temperature: float | Tensor = 0.5, variant: str =
         uniform = sum(row_statistics(zz[l], None, positives=None, temperature=tau,
                                      similarity=similarity, diagonal=diagonal,
                                      block_size=block_size).lse for l in range(V))
-    pos = torch.stack([_pair_sim(zz[l], zz[m], similarity)
+    pos = torch.stack([paired_similarity(zz[l], zz[m], similarity)
                        for l, m in itertools.combinations(range(V), 2)]) / tau    # [P, N]
     align = torch.logsumexp(pos, 0)
     if variant == "paper":

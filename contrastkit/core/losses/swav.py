@@ -30,24 +30,16 @@ row normalisation removes.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..checks import check_positive, check_tensor
+from ..checks import check_int, check_positive, check_tensor
 from ..distributed import get_world_size, is_distributed
 
 __all__ = ["sinkhorn_knopp", "swav_loss", "SwAVLoss", "SwAVPrototypes"]
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return value
 
 
 def _global_logsumexp(x: Tensor, dim: int, distributed: bool) -> Tensor:
@@ -91,7 +83,7 @@ def sinkhorn_knopp(scores: Tensor, *, epsilon: float = 0.05, iterations: int = 3
     if not bool(torch.isfinite(scores).all()):
         raise ValueError("scores: expected finite values, got NaN or infinite entries")
     check_positive("epsilon", epsilon)
-    _check_int("iterations", iterations, 1)
+    check_int("iterations", iterations, 1)
     distributed = bool(gather) and is_distributed() and get_world_size() > 1
     dtype = torch.promote_types(scores.dtype, torch.float32)
     B, K = scores.shape
@@ -144,7 +136,7 @@ def swav_loss(scores: Sequence[Tensor], *, num_global: int = 2, temperature: flo
         if s.shape != scores[0].shape:
             raise ValueError(f"scores[{v}]: expected shape {tuple(scores[0].shape)} like "
                              f"scores[0], got {tuple(s.shape)}")
-    _check_int("num_global", num_global, 1)
+    check_int("num_global", num_global, 1)
     if num_global > V:
         raise ValueError(f"num_global: expected at most the number of crops ({V}), got "
                          f"{num_global}")
@@ -193,8 +185,8 @@ class SwAVPrototypes(nn.Module):
 
     def __init__(self, dim: int, num_prototypes: int) -> None:
         super().__init__()
-        _check_int("dim", dim, 1)
-        _check_int("num_prototypes", num_prototypes, 1)
+        check_int("dim", dim, 1)
+        check_int("num_prototypes", num_prototypes, 1)
         self.weight = nn.Parameter(torch.empty(num_prototypes, dim))
         nn.init.normal_(self.weight)
         self.normalize_()
@@ -218,10 +210,10 @@ class SwAVLoss(nn.Module):
     def __init__(self, num_global: int = 2, temperature: float = 0.1, epsilon: float = 0.05,
                  iterations: int = 3, gather: bool = False) -> None:
         super().__init__()
-        _check_int("num_global", num_global, 1)
+        check_int("num_global", num_global, 1)
         check_positive("temperature", temperature)
         check_positive("epsilon", epsilon)
-        _check_int("iterations", iterations, 1)
+        check_int("iterations", iterations, 1)
         self.num_global, self.temperature = num_global, temperature
         self.epsilon, self.iterations, self.gather = epsilon, iterations, gather
 
