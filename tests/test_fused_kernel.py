@@ -184,14 +184,19 @@ def test_bfloat16_inputs_within_tolerance():
     assert _rel(g.float().cpu(), r) < 2e-2
 
 
-def test_learnable_and_per_candidate_temperature_gradients():
+@pytest.mark.parametrize("self_contrast", [False, True])
+def test_learnable_and_per_candidate_temperature_gradients(self_contrast):
+    """Learnable or per-candidate temperatures (self-comparisons then take the general
+    two-kernel backward instead of the symmetric one)."""
     a, b, _ = _inputs()
+    cand, n_cand = (None, N) if self_contrast else (b, M)
     for tau in (torch.tensor(0.4, device=DEVICE, requires_grad=True),
-                (0.3 + torch.rand(M, device=DEVICE)).requires_grad_()):
+                (0.3 + torch.rand(n_cand, device=DEVICE)).requires_grad_()):
         grads = {}
         for backend in ("blockwise", "fused"):
-            loss = contrastive_loss(a, b, positives="aligned", temperature=tau, backend=backend)
-            grads[backend] = torch.autograd.grad(loss, [a, b, tau])
+            loss = contrastive_loss(a, cand, positives=N // 2 if self_contrast else "aligned",
+                                    temperature=tau, backend=backend)
+            grads[backend] = torch.autograd.grad(loss, [a, tau] if self_contrast else [a, b, tau])
         for gf, gb in zip(grads["fused"], grads["blockwise"]):
             assert _rel(gf, gb) < 1e-4
 
@@ -301,4 +306,4 @@ def test_kernels_compile_to_cubin_for_hopper_and_ampere():
         pytest.skip("this Triton install has no bundled ptxas")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == str([("_stats_bwd_a", True), ("_stats_bwd_b", True),
-                                       ("_stats_fwd", True)])
+                                       ("_stats_bwd_sym", True), ("_stats_fwd", True)])

@@ -535,8 +535,11 @@ def _fused_stats(plan: _Plan, a: Tensor, b: Tensor, tau: Tensor, input_dtype: to
     kernel_dtype = input_dtype if input_dtype in (torch.bfloat16, torch.float16) else torch.float32
     ap = plan.anchor_factor(a, tau).to(kernel_dtype)
     bp = plan.candidate_factor(b, tau).to(kernel_dtype)
+    # self-comparison with a constant scalar temperature: a' = b' / tau, symmetric logits
+    sym = (1.0 / float(tau) if plan.self_contrast and tau.dim() == 0 and not tau.requires_grad
+           else None)
     try:
-        return fk.fused_row_statistics(plan, ap, bp).to(a.dtype)
+        return fk.fused_row_statistics(plan, ap, bp, symmetric_scale=sym).to(a.dtype)
     except Exception as err:  # a Triton install that cannot compile/launch: fall back once
         if explicit:
             raise

@@ -15,8 +15,10 @@ blockwise PyTorch path writes each ``[B, M]`` logit tile to memory and reads it 
 this kernel keeps a ``[BLOCK_M, BLOCK_N]`` tile in registers instead (the flash-attention idea):
 one program per block of anchors streams over the candidates with an online log-sum-exp, and the
 backward pass recomputes each tile from the saved ``LSE`` (one kernel for ``dL/da'`` over anchor
-blocks, one for ``dL/db'`` over candidate blocks; no atomics, deterministic). Memory beyond the
-inputs is ``O(N + M)``.
+blocks, one for ``dL/db'`` over candidate blocks; no atomics, deterministic). A self-comparison
+with a constant scalar temperature (GRACE, NT-Xent, SupCon) has symmetric logits, and its backward
+is one kernel that takes ``dS_IJ`` and ``dS_JI`` from the same tile: half the matrix products.
+Memory beyond the inputs is ``O(N + M)``.
 
 Supported (the engine falls back to its blockwise path otherwise, or raises when
 ``backend="fused"`` was asked for explicitly):
@@ -66,12 +68,10 @@ def _tiles(block_dim: int) -> tuple[int, int, int, int]:
     """``(BLOCK_M, BLOCK_N, num_warps, num_stages)`` for the padded feature size.
 
     Chosen without a GPU from ptxas's register/spill report for sm_90 (``triton.compile`` +
-    ``cuobjdump -res-usage``): for d = 128, GRACE's pattern compiles without spills in bfloat16
-    and with a few spilled registers in the float32 backward kernels; weights and ``LSE+`` add
-    some spilling; d = 256 and 512 use 32 x 32 tiles (no or few spills).
+    ``cuobjdump -res-usage``, GRACE's pattern): d <= 64 compiles without spills; at d = 128 the
+    bfloat16 kernels have none and the float32 backward kernels spill a few registers (8-88
+    bytes); weights and ``LSE+`` add some spilling; d = 256 and 512 use 32 x 32 tiles.
     """
-    if block_dim <= 64:
-        return 64, 64, 4, 2
     if block_dim <= 128:
         return 64, 64, 8, 2
     if block_dim <= 256:
@@ -310,13 +310,55 @@ if triton is not None:
                  mask=(rn[:, None] < M) & (rd[None, :] < D))
 
 
+if triton is not None:
+
+    @triton.jit
+    def _stats_bwd_sym(a_ptr, b_ptr, stats_ptr, lse_ptr, g_ptr, db_ptr, la_ptr, lb_ptr, wa_ptr,
+                       wb_ptr, w_ptr, N, M, D, K, offset, diag_value, inv_tau,
+                       BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr, DIAG: tl.constexpr,
+                       POS: tl.constexpr, DECOUPLED: tl.constexpr, WEIGHT: tl.constexpr,
+                       NEED_PLSE: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr):
+        """Self-comparison with ``a' = b' / tau``: the logits are symmetric, ``s_ij = s_ji``.
+
+        The gradient of the shared rows ``x = b'`` is ``(dS + dS^T) b' / tau``; each tile ``(I, J)``
+        is computed once and gives both ``dS_IJ`` (row statistics of ``I``) and ``dS_JI``
+        (statistics of ``J``, the transposed tile): one pass instead of the two backward kernels,
+        half the matrix products.
+        """
+        rm = tl.program_id(0) * BM + tl.arange(0, BM)
+        rd = tl.arange(0, BD)
+        a = _load_rows(a_ptr, rm, N, rd, D, UPCAST)
+        lse, plse, g_lse, g_pos, g_plse = _load_row_grads(stats_ptr, lse_ptr, g_ptr, rm, N)
+        acc = tl.zeros([BM, BD], tl.float32)
+        for start in range(0, M, BN):
+            rn = start + tl.arange(0, BN)
+            b = _load_rows(b_ptr, rn, M, rd, D, UPCAST)
+            s = tl.dot(a, tl.trans(b), input_precision=PREC)
+            s_ij, den, pos, w = _mask_tile(s, rm, rn, N, M, offset, diag_value, la_ptr, lb_ptr,
+                                           wa_ptr, wb_ptr, w_ptr, K, DIAG, POS, DECOUPLED, WEIGHT)
+            ds = _tile_grad(s_ij, den, pos, w, rm, rn, lse, plse, g_lse, g_pos, g_plse, DIAG,
+                            NEED_PLSE, WEIGHT)
+            lse_j, plse_j, gl_j, gp_j, gpl_j = _load_row_grads(stats_ptr, lse_ptr, g_ptr, rn, N)
+            s_ji, den_t, pos_t, w_t = _mask_tile(tl.trans(s), rn, rm, N, M, offset, diag_value,
+                                                 la_ptr, lb_ptr, wa_ptr, wb_ptr, w_ptr, K, DIAG,
+                                                 POS, DECOUPLED, WEIGHT)
+            ds_t = _tile_grad(s_ji, den_t, pos_t, w_t, rn, rm, lse_j, plse_j, gl_j, gp_j, gpl_j,
+                              DIAG, NEED_PLSE, WEIGHT)
+            acc += tl.dot((ds + tl.trans(ds_t)).to(b.dtype), b, input_precision=PREC)
+        acc = acc * inv_tau
+        tl.store(db_ptr + rm[:, None] * D + rd[None, :], acc.to(db_ptr.dtype.element_ty),
+                 mask=(rm[:, None] < N) & (rd[None, :] < D))
+
+
 class _Launch:
     """The constant part of one fused call: pattern arguments, block sizes, precision."""
 
-    def __init__(self, plan: Any, a: Tensor, b: Tensor) -> None:
+    def __init__(self, plan: Any, a: Tensor, b: Tensor,
+                 symmetric_scale: float | None = None) -> None:
         from ..pairs import Aligned, SameLabel
 
         dev = a.device
+        self.symmetric_scale = symmetric_scale
         self.N, self.M, self.D = a.size(0), b.size(0), a.size(1)
         self.BD = max(16, triton.next_power_of_2(self.D))
         self.BM, self.BN, self.num_warps, self.num_stages = _tiles(self.BD)
@@ -396,6 +438,12 @@ class _FusedRowStats(torch.autograd.Function):
         g = grad_out.to(torch.float32).contiguous()
         la, lb, wa, wb, w, *scalars = L.pattern()
         da = db = None
+        if L.symmetric_scale is not None:  # a' = b' * scale: one kernel, gradient on b' only
+            db = torch.empty_like(b)
+            _stats_bwd_sym[(triton.cdiv(L.N, L.BM),)](a, b, stats, lse, g, db, la, lb, wa, wb, w,
+                                                       *scalars, L.symmetric_scale,
+                                                       **L.consts(normw=False))
+            return None, None, db
         if ctx.needs_input_grad[1]:
             da = torch.empty_like(a)
             _stats_bwd_a[(triton.cdiv(L.N, L.BM),)](a, b, stats, lse, g, da, la, lb, wa, wb, w,
@@ -407,7 +455,8 @@ class _FusedRowStats(torch.autograd.Function):
         return None, da, db
 
 
-def fused_row_statistics(plan: Any, anchor_factor: Tensor, candidate_factor: Tensor) -> Tensor:
+def fused_row_statistics(plan: Any, anchor_factor: Tensor, candidate_factor: Tensor, *,
+                         symmetric_scale: float | None = None) -> Tensor:
     """Row statistics ``[N, 5]`` (``LSE, P, Q, LSE+, |D|``, float32) with the fused kernel.
 
     Args:
@@ -416,18 +465,23 @@ def fused_row_statistics(plan: Any, anchor_factor: Tensor, candidate_factor: Ten
             bfloat16 or float16; contiguous copies are made when needed.
         candidate_factor: ``[M, D]`` candidate rows ``b'`` of the same dtype and device.
 
+        symmetric_scale: ``c`` when ``a' = c b'`` exactly (a self-comparison with a constant scalar
+            temperature: ``c = 1 / tau``). The logits are then symmetric and backward runs one
+            kernel that returns the whole gradient through ``b'`` (``a'`` gets none; correct
+            because ``a'`` is ``c b'``); ``None``: general two-kernel backward.
+
     Returns:
         ``[N, 5]`` float32 statistics, differentiable with respect to both factors. Rows with an
         empty denominator (or no positive, for ``LSE+``) hold ``-1e30`` (``log 0``).
     """
     a = anchor_factor.contiguous()
     b = candidate_factor.contiguous()
-    return _FusedRowStats.apply(_Launch(plan, a, b), a, b)
+    return _FusedRowStats.apply(_Launch(plan, a, b, symmetric_scale), a, b)
 
 
 def compile_kernels(arch: int = 90, *, dtype: str = "float32", dim: int = 128,
                     **pattern: int) -> dict[str, bytes]:
-    """Compile the three kernels ahead of time for CUDA ``sm_<arch>`` (no GPU needed).
+    """Compile the four kernels ahead of time for CUDA ``sm_<arch>`` (no GPU needed).
 
     Checks that this Triton version lowers the kernels all the way to a cubin with its bundled
     ``ptxas``, e.g. in CI without a GPU. Needs ``TRITON_INTERPRET`` unset (interpreted kernels
@@ -460,7 +514,7 @@ def compile_kernels(arch: int = 90, *, dtype: str = "float32", dim: int = 128,
     flags.update(pattern)
     normw = flags.pop("NORMW", 0)
     out = {}
-    for kernel in (_stats_fwd, _stats_bwd_a, _stats_bwd_b):
+    for kernel in (_stats_fwd, _stats_bwd_a, _stats_bwd_b, _stats_bwd_sym):
         consts = dict(flags, BM=bm, BN=bn, BD=bd)
         if kernel is _stats_fwd:
             consts["NORMW"] = normw
@@ -475,7 +529,7 @@ def compile_kernels(arch: int = 90, *, dtype: str = "float32", dim: int = 128,
             elif name.endswith("_ptr"):
                 sig[name] = "*fp32"
             else:
-                sig[name] = "fp32" if name == "diag_value" else "i32"
+                sig[name] = "fp32" if name in ("diag_value", "inv_tau") else "i32"
         src = ASTSource(fn=kernel, signature=sig, constexprs=consts)
         compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
                                   options={"num_warps": warps, "num_stages": stages})
