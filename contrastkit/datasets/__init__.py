@@ -17,6 +17,7 @@ from . import timeseries as _timeseries  # noqa: F401  (registers ETT, UCR, UEA,
 from . import hetero as _hetero  # noqa: F401  (registers the heterogeneous graph datasets)
 from . import sdcn as _sdcn  # noqa: F401  (registers SDCN-format clustering graphs, dblp-apa)
 from . import sequence as _sequence  # noqa: F401  (registers beauty, sports, toys, yelp, ...)
+from . import images as _images  # noqa: F401  (registers fashion-mnist, cifar10/100, stl10)
 from .registry import (STATUSES, DatasetSpec, DatasetStatus, available, canonical_name,
                        get_spec, load, register, registered)
 from .root import CACHE_ENV, DATA_ENV, cache_root, data_root, default_root, download_root

@@ -1,0 +1,166 @@
+r"""Weighted kNN monitor on the features' device (the lightly / InstDisc CIFAR protocol).
+
+Features are ℓ2-normalised; for a query ``q`` with its ``k`` most similar bank entries
+``N_k(q)`` (cosine ``s_j = q^T x_j``) the class scores are
+
+.. math::
+
+    \text{score}_c(q) = \sum_{j \in N_k(q)} e^{s_j / t}\, [y_j = c]
+
+and the prediction is ``argmax_c``; defaults ``k = 200``, ``t = 0.1``. Queries are processed
+``chunk_size`` at a time against the whole bank, so memory is ``O(chunk_size * N_bank)`` and
+everything stays on the device of the bank (GPU during training). Ties between classes go to
+the lowest class index, as in :func:`contrastkit.core.probes.knn_probe` (the CPU reference).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..core.checks import check_positive, check_tensor
+
+__all__ = ["knn_predict", "knn_accuracy", "extract_features", "KNNMonitor"]
+
+
+def knn_predict(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: int, *,
+                k: int = 200, temperature: float = 0.1, chunk_size: int = 1024,
+                normalize: bool = True) -> Tensor:
+    """Class scores ``[Q, num_classes]`` of a weighted kNN vote.
+
+    Args:
+        query: ``[Q, D]`` query features.
+        bank: ``[N, D]`` memory-bank features (same device as ``query``).
+        bank_labels: ``[N]`` int labels in ``[0, num_classes)``.
+        num_classes: number of classes.
+        k: neighbours (capped at ``N``).
+        temperature: ``t`` of the weights ``exp(s / t)``.
+        chunk_size: queries per block.
+        normalize: ℓ2-normalise ``query`` and ``bank`` first.
+
+    Returns:
+        float32 scores ``[Q, num_classes]``.
+    """
+    check_tensor("query", query, ndim=2, floating=True)
+    check_tensor("bank", bank, ndim=2, floating=True)
+    check_tensor("bank_labels", bank_labels, ndim=1, integer=True)
+    if query.shape[1] != bank.shape[1]:
+        raise ValueError(f"query and bank: expected the same feature dimension, got "
+                         f"{query.shape[1]} and {bank.shape[1]}")
+    if bank_labels.numel() != bank.shape[0]:
+        raise ValueError(f"bank_labels: expected {bank.shape[0]} labels (one per bank row), "
+                         f"got {bank_labels.numel()}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k: expected a positive int, got {k!r}")
+    check_positive("temperature", temperature)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
+    if bank_labels.numel() and (int(bank_labels.min()) < 0
+                                or int(bank_labels.max()) >= num_classes):
+        raise ValueError(f"bank_labels: expected values in [0, {num_classes}), got "
+                         f"[{int(bank_labels.min())}, {int(bank_labels.max())}]")
+    bank = bank.float()
+    query = query.float().to(bank.device)
+    labels = bank_labels.to(bank.device).long()
+    if normalize:
+        bank = F.normalize(bank, dim=1)
+        query = F.normalize(query, dim=1)
+    kk = min(k, bank.shape[0])
+    out = torch.empty(query.shape[0], num_classes, dtype=torch.float32, device=bank.device)
+    with torch.no_grad():
+        for start in range(0, query.shape[0], chunk_size):
+            q = query[start:start + chunk_size]
+            sim, idx = (q @ bank.T).topk(kk, dim=1)                    # [B, k]
+            w = (sim / temperature).exp()
+            votes = torch.zeros(q.shape[0], num_classes, dtype=torch.float32, device=bank.device)
+            votes.scatter_add_(1, labels[idx], w)
+            out[start:start + q.shape[0]] = votes
+    return out
+
+
+def knn_accuracy(train_features: Tensor, train_labels: Tensor, test_features: Tensor,
+                 test_labels: Tensor, *, num_classes: int | None = None, k: int = 200,
+                 temperature: float = 0.1, chunk_size: int = 1024) -> dict[str, float]:
+    """``{"knn_top1", "knn_top5"}`` (fractions) of :func:`knn_predict` on a labelled test set.
+
+    ``knn_top5`` is reported when there are more than 5 classes. Bank rows with a negative
+    label (unlabeled images) are dropped.
+    """
+    keep = train_labels >= 0
+    if not bool(keep.all()):
+        train_features, train_labels = train_features[keep], train_labels[keep]
+    n_cls = int(max(int(train_labels.max()), int(test_labels.max())) + 1) if num_classes is None \
+        else int(num_classes)
+    scores = knn_predict(test_features, train_features, train_labels, n_cls, k=k,
+                         temperature=temperature, chunk_size=chunk_size)
+    target = test_labels.to(scores.device).long()
+    out = {"knn_top1": float((scores.argmax(1) == target).float().mean())}
+    if n_cls > 5:
+        top5 = scores.topk(5, dim=1).indices
+        out["knn_top5"] = float((top5 == target[:, None]).any(1).float().mean())
+    return out
+
+
+@torch.no_grad()
+def extract_features(fn: Callable[[Tensor], Tensor], images: Tensor, *, batch_size: int = 1024,
+                     device: torch.device | str | None = None) -> Tensor:
+    """``fn`` applied to ``images`` in batches (no grad), concatenated as float32 ``[N, D]``.
+
+    Args:
+        fn: maps an image batch (moved to ``device``) to features ``[B, D]``.
+        images: ``[N, C, H, W]`` (uint8 or float), on any device.
+        batch_size: images per call.
+        device: where ``fn`` runs (default: the images' device). The result stays there.
+    """
+    dev = torch.device(device) if device is not None else images.device
+    outs = []
+    for start in range(0, images.shape[0], batch_size):
+        outs.append(fn(images[start:start + batch_size].to(dev, non_blocking=True)).float())
+    return torch.cat(outs, 0)
+
+
+class KNNMonitor:
+    """Trainer evaluator: embeds a labelled bank and a test set, returns weighted-kNN accuracy.
+
+    Args:
+        bank_images, bank_labels: memory bank (e.g. the train split), uint8 ``[N, C, H, W]``.
+        test_images, test_labels: evaluation set.
+        k, temperature: kNN protocol (200, 0.1).
+        batch_size: images per forward pass.
+        num_classes: number of classes (default: from the labels).
+
+    Calling it with a method (anything with ``embed(images) -> [B, D]``) returns
+    ``{"knn_top1", "knn_top5", "knn_time_s"}``; the features are computed on the method's device.
+    """
+
+    def __init__(self, bank_images: Tensor, bank_labels: Tensor, test_images: Tensor,
+                 test_labels: Tensor, *, k: int = 200, temperature: float = 0.1,
+                 batch_size: int = 1024, num_classes: int | None = None) -> None:
+        check_tensor("bank_images", bank_images, ndim=4)
+        check_tensor("test_images", test_images, ndim=4)
+        self.bank_images, self.bank_labels = bank_images, bank_labels
+        self.test_images, self.test_labels = test_images, test_labels
+        self.k, self.temperature, self.batch_size = k, temperature, batch_size
+        self.num_classes = num_classes
+
+    def features(self, method: torch.nn.Module) -> tuple[Tensor, Tensor]:
+        """``(bank_features, test_features)`` of ``method.embed`` on the method's device."""
+        dev = next(method.parameters()).device
+        bank = extract_features(method.embed, self.bank_images, batch_size=self.batch_size,
+                                device=dev)
+        test = extract_features(method.embed, self.test_images, batch_size=self.batch_size,
+                                device=dev)
+        return bank, test
+
+    def __call__(self, method: torch.nn.Module) -> dict[str, float]:
+        t0 = time.perf_counter()
+        bank, test = self.features(method)
+        out = knn_accuracy(bank, self.bank_labels.to(bank.device), test,
+                           self.test_labels.to(bank.device), num_classes=self.num_classes,
+                           k=self.k, temperature=self.temperature)
+        out["knn_time_s"] = time.perf_counter() - t0
+        return out
