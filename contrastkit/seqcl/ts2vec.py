@@ -133,7 +133,8 @@ class TS2VecConfig:
 
 
 def default_iters(n_values: int) -> int:
-    """Official budget: 200 steps for a training array of at most 100,000 values, else 600."""
+    """Official budget: 200 steps for a training array of at most 100,000 values, else 600
+    (``train_data.size`` before sectioning, as the official ``fit``)."""
     return 200 if n_values <= 100_000 else 600
 
 
@@ -416,8 +417,13 @@ def last_value_metrics(data: Any, pred_lens: tuple[int, ...] | None = None) -> d
 # ------------------------------------------------------------------------------ classification
 def eval_classification(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray,
                         y_test: np.ndarray, *, max_train: int = 10_000,
-                        seed: int = 0) -> dict[str, float]:
-    """TS2Vec's SVM protocol on instance representations ``[N, D]``: ``acc`` and ``auprc``."""
+                        seed: int = 0, tiny_c: float = float("inf")) -> dict[str, float]:
+    """TS2Vec's SVM protocol on instance representations ``[N, D]``: ``acc`` and ``auprc``.
+
+    Fewer than 5 training samples per class or fewer than 50 in all: one fit with
+    ``C = tiny_c`` (TS2Vec: ``inf``; AutoTCL's copy: ``1e8``); else 5-fold grid search over
+    :data:`SVM_CS` with ``max_iter = 10^7`` (as the official grid).
+    """
     from sklearn.metrics import average_precision_score
     from sklearn.model_selection import GridSearchCV, train_test_split
     from sklearn.svm import SVC
@@ -425,13 +431,13 @@ def eval_classification(z_train: np.ndarray, y_train: np.ndarray, z_test: np.nda
     k = len(np.unique(y_train))
     n = len(y_train)
     if n // k < 5 or n < 50:
-        clf = SVC(C=np.inf, gamma="scale").fit(z_train, y_train)
+        clf = SVC(C=float(tiny_c), gamma="scale").fit(z_train, y_train)
     else:
         if n > max_train:
             z_train, _, y_train, _ = train_test_split(z_train, y_train, train_size=max_train,
                                                       random_state=seed, stratify=y_train)
-        grid = GridSearchCV(SVC(kernel="rbf", gamma="scale"), {"C": list(SVM_CS)}, cv=5,
-                            n_jobs=1)
+        grid = GridSearchCV(SVC(kernel="rbf", gamma="scale", max_iter=10_000_000),
+                            {"C": list(SVM_CS)}, cv=5, n_jobs=1)
         clf = grid.fit(z_train, y_train).best_estimator_
     pred = clf.predict(z_test)
     score = clf.decision_function(z_test)
@@ -458,8 +464,8 @@ def fit(config: TS2VecConfig, train: np.ndarray, *, seed: int = 0, device: str =
         progress: bool = False, out_dir: Any = None) -> tuple[TS2Vec, Trainer]:
     """Train TS2Vec on ``train [N, T, C]`` (NaN allowed) with the shared trainer."""
     x = prepare_train_data(np.asarray(train, dtype=np.float32), config.max_train_length)
-    if config.iters is None and config.epochs is None:
-        iters = default_iters(int(x.size))
+    if config.iters is None and config.epochs is None:  # official: the array as given
+        iters = default_iters(int(np.asarray(train).size))
     else:
         iters = config.iters
     loader = SeriesBatches(torch.from_numpy(x), config.batch_size, max_steps=iters, seed=seed)
