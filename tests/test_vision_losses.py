@@ -18,7 +18,8 @@ from contrastkit.core import metrics
 from contrastkit.core.losses import (
     AdaptiveTemperature, AMCLLoss, CACRLoss, DCLWLoss, FTMoCoLoss, HardInfoNCELoss, KeyQueue,
     MoCHiLoss, MoCoLoss, MultiHeadProjector, MVDHELLoss, MVInfoNCELoss, SwAVLoss, SwAVPrototypes,
-    alignment_loss, amcl_loss, cacr_loss, dclw_loss, dclw_weights, decoupled_loss, ft_moco_loss,
+    alignment_loss, amcl_loss, amcl_regularizer, cacr_loss, dclw_loss, dclw_weights,
+    decoupled_loss, ft_moco_loss,
     hard_infonce_loss, hard_nt_xent, id_match_pairs, mochi_loss, mochi_negatives,
     moco_loss, moco_score_stats, mv_dhel_loss, mv_infonce_loss, negative_interpolation,
     negative_weight_stats, nt_xent, positive_extrapolation, pwe_loss, simple_contrastive_loss,
@@ -601,8 +602,15 @@ def _omega(t, d):
     return d / 2 * torch.log(t) + 1 / t
 
 
-def _amcl_reference(z1, z2, tnet, beta, smooth):
+def _amcl_reg(t, d, beta, regularizer):
+    if regularizer == "table":                     # beta * Omega, Omega = d/2 log t + 1/t
+        return beta * _omega(t, d)
+    return 1 / t + beta * d / 2 * torch.log(t)     # Gaussian NLL: 1/t + beta d/2 log t
+
+
+def _amcl_reference(z1, z2, tnet, beta, smooth, regularizer="symmetric"):
     C, M, D = z1.shape
+    sign = 1.0 if regularizer == "symmetric" else -1.0
     total = 0.0
     for c in range(C):
         u1, u2 = F.normalize(z1[c], dim=1), F.normalize(z2[c], dim=1)
@@ -610,32 +618,53 @@ def _amcl_reference(z1, z2, tnet, beta, smooth):
             for i in range(M):
                 tp = tnet(a[i][None], b[i][None])[0]
                 negs = [b[j] for j in range(M) if j != i] + [a[j] for j in range(M) if j != i]
-                l = -(a[i] @ b[i]) / tp + beta * _omega(tp, D)
+                l = -(a[i] @ b[i]) / tp + _amcl_reg(tp, D, beta, regularizer)
                 if smooth:
                     ts = [tnet(a[i][None], n[None])[0] for n in negs]
                     logits = torch.stack([(a[i] @ n) / t for n, t in zip(negs, ts)])
                     share = torch.softmax(logits, 0).detach()
-                    l = l + torch.logsumexp(logits, 0) - beta * sum(
-                        s * _omega(t, D) for s, t in zip(share, ts))
+                    l = l + torch.logsumexp(logits, 0) + sign * sum(
+                        s * _amcl_reg(t, D, beta, regularizer) for s, t in zip(share, ts))
                 else:
                     hard = max(negs, key=lambda n: float((a[i] @ n).detach()))
                     tn = tnet(a[i][None], hard[None])[0]
-                    l = l + (a[i] @ hard) / tn - beta * _omega(tn, D)
+                    l = l + (a[i] @ hard) / tn + sign * _amcl_reg(tn, D, beta, regularizer)
                 total = total + l
     return total / (2 * M)
 
 
+@pytest.mark.parametrize("regularizer", ["symmetric", "gaussian", "table"])
 @pytest.mark.parametrize("smooth", [False, True])
-def test_amcl_matches_reference_incl_temperature_network_grads(smooth):
+def test_amcl_matches_reference_incl_temperature_network_grads(smooth, regularizer):
     torch.manual_seed(3)
     tnet = AdaptiveTemperature(dim=4, hidden=8, tau_min=0.05, tau_max=2.0).double()
     z1, z2 = _leaf(2, 5, 4, seed=140), _leaf(2, 5, 4, seed=141)
-    ref = _amcl_reference(z1, z2, tnet, 0.1, smooth)
-    out = amcl_loss(z1, z2, tnet, beta=0.1, smooth=smooth, block_size=2)
+    ref = _amcl_reference(z1, z2, tnet, 0.1, smooth, regularizer)
+    out = amcl_loss(z1, z2, tnet, beta=0.1, smooth=smooth, regularizer=regularizer,
+                    block_size=2)
     _close(out, ref, [z1, z2, *tnet.parameters()])
-    loss_mod = AMCLLoss(dim=4, beta=0.1, hidden=8, tau_min=0.05, smooth=smooth).double()
+    loss_mod = AMCLLoss(dim=4, beta=0.1, hidden=8, tau_min=0.05, smooth=smooth,
+                        regularizer=regularizer).double()
     loss_mod.temperature.load_state_dict(tnet.state_dict())
     assert torch.allclose(loss_mod(z1, z2), ref)
+
+
+def test_amcl_regularizer_formula_and_detached_temperature_input():
+    # default ("symmetric"): each temperature sees a Gaussian NLL with an interior minimum
+    # tau* = (1 -/+ s) / (beta d/2); the spec's table form beta*Omega is the named option.
+    t = torch.tensor([0.05, 0.3, 1.7], dtype=torch.float64)
+    assert torch.allclose(amcl_regularizer(t, 8), 4 * torch.log(t) + 1 / t)
+    tnet = AdaptiveTemperature(dim=4, hidden=8, tau_min=0.05).double()
+    z1, z2 = _leaf(2, 5, 4, seed=150), _leaf(2, 5, 4, seed=151)
+    a = amcl_loss(z1, z2, tnet, smooth=True)
+    b = amcl_loss(z1, z2, tnet, smooth=True, detach_input=True)
+    assert torch.allclose(a, b)
+    # detach_input: the heads get gradient only through the similarities, phi gets it all
+    ref = _amcl_reference(z1, z2, lambda x, y: tnet(x.detach(), y.detach()), 0.1, True)
+    _close(b, ref, [z1, z2, *tnet.parameters()])
+    pw = tnet.pairwise(z1[0], z2[0])
+    dense = tnet(z1[0][:, None].expand(5, 5, 4), z2[0][None].expand(5, 5, 4))
+    assert torch.allclose(pw, dense)
 
 
 def test_amcl_fixed_temperature_and_heads():
@@ -653,6 +682,42 @@ def test_amcl_fixed_temperature_and_heads():
     heads = MultiHeadProjector(6, 8, 4, num_heads=3).double()
     h = heads(torch.randn(7, 6))
     assert h.shape == (3, 7, 4) and not torch.allclose(h[0], h[1])
+
+
+def _train_amcl_toy(regularizer, steps=150):
+    """Free head outputs of 16 samples (2 heads, d' = 16) + a temperature network, Adam."""
+    torch.manual_seed(0)
+    base = torch.randn(16, 16)
+    z = torch.nn.Parameter(torch.stack([base, base + 0.3 * torch.randn(16, 16)], 0)[:, None]
+                           .repeat(1, 2, 1, 1))                          # [2 views, C, M, D]
+    tnet = AdaptiveTemperature(dim=16, hidden=16, tau_min=0.02, tau_max=2.0)
+    opt = torch.optim.Adam([z, *tnet.parameters()], lr=0.02)
+    for _ in range(steps):
+        loss = amcl_loss(z[0], z[1], tnet, beta=0.1, smooth=True, regularizer=regularizer)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        u1, u2 = F.normalize(z[0, 0], dim=1), F.normalize(z[1, 0], dim=1)
+        tau = tnet.pairwise(u1, torch.cat([u2, u1], 0))
+    return float(loss.detach()), tau
+
+
+def test_amcl_temperatures_do_not_pin_and_loss_is_bounded():
+    # regression (Fashion-MNIST collapse, loss ~ -62): with the spec-table regulariser
+    # beta * Omega the positive term (beta - s)/tau + beta d'/2 log tau decreases as tau -> 0
+    # whenever s > beta, so (almost) every temperature pins to tau_min and the loss falls to the
+    # floor the bounds allow. The Gaussian form keeps most temperatures off tau_min (a positive
+    # pair with s -> 1 legitimately sits there: tau* = (1 - s) / (beta d'/2)).
+    loss, tau = _train_amcl_toy("symmetric")
+    at_min = (tau < 0.021).float().mean()
+    assert at_min < 0.2, f"{at_min:.2f} of the temperatures pinned to tau_min"
+    # floor of the symmetric form per head and anchor (both terms at their minimum over tau):
+    # (1 - s)/tau + b log tau >= b log tau_min and (1 + s')/tau + b log tau >= b log tau_min
+    b = 0.1 * 16 / 2
+    assert loss > 2 * 2 * b * math.log(0.02)
+    loss_t, tau_t = _train_amcl_toy("table")
+    assert (tau_t < 0.021).float().mean() > 0.9 and loss_t < -50  # the test can fail
 
 
 # ---------------------------------------------------------------------------------------------

@@ -116,6 +116,12 @@ class SimCLRConfig(VisionConfig):
         cacr_pos_temperature, cacr_neg_temperature: CACR's conditional-distribution temperatures.
         amcl_heads, amcl_beta, amcl_tau_min, amcl_tau_max: AMCL heads ``C``, regulariser weight,
             temperature range.
+        amcl_smooth, amcl_regularizer, amcl_detach_temperature_input: AMCL variant (see
+            :func:`contrastkit.core.losses.amcl.amcl_loss`). Frame defaults (``True``,
+            ``"symmetric"``, ``True``) depart from the spec's table form (``False``, ``"table"``,
+            ``False``), which collapses on Fashion-MNIST: the hardest-negative ``max`` collapses
+            even at a fixed temperature, ``beta * Omega`` pins the temperatures to the bounds,
+            and an undetached ``phi`` input lets the regulariser drive the encoder.
         amcl_warmup_epochs, amcl_warmup_temperature: AMCL with a fixed temperature for the first
             epochs (a toolkit addition the spec suggests; 0: off). Under ``torchrun`` the
             temperature network gets no gradient during warm-up, which DDP rejects: use 0 there.
@@ -146,6 +152,9 @@ class SimCLRConfig(VisionConfig):
     amcl_beta: float = 0.1
     amcl_tau_min: float = 0.02
     amcl_tau_max: float = 2.0
+    amcl_smooth: bool = True
+    amcl_regularizer: str = "symmetric"
+    amcl_detach_temperature_input: bool = True
     amcl_warmup_epochs: int = 0
     amcl_warmup_temperature: float = 0.5
     swav_prototypes: int = 512
@@ -182,6 +191,7 @@ class SimCLRConfig(VisionConfig):
                      "amcl_warmup_temperature",
                      "cacr_pos_temperature", "cacr_neg_temperature"):
             check_positive(name, getattr(self, name))
+        check_choice("amcl_regularizer", self.amcl_regularizer, ("symmetric", "gaussian", "table"))
         if self.amcl_tau_min >= self.amcl_tau_max:
             raise ValueError(f"amcl_tau_min/amcl_tau_max: expected min < max, got "
                              f"{self.amcl_tau_min} and {self.amcl_tau_max}")
@@ -316,7 +326,9 @@ class SimCLR(VisionMethod):
             warm = self._epoch < c.amcl_warmup_epochs
             return self._loss_fn(projections[0], projections[1],
                                  c.amcl_warmup_temperature if warm else self.temperature_net,
-                                 beta=c.amcl_beta)
+                                 beta=c.amcl_beta, smooth=c.amcl_smooth,
+                                 regularizer=c.amcl_regularizer,
+                                 detach_input=c.amcl_detach_temperature_input)
         pairs = [(i, j) for i in range(len(projections)) for j in range(i + 1, len(projections))]
         total = projections[0].new_zeros(())
         for i, j in pairs:
