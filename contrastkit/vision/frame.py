@@ -29,7 +29,7 @@ from ..core import distributed as dist_utils
 from ..core.checks import check_choice, check_ints, check_positive, check_probability
 from ..core.method import ContrastiveMethod
 from ..core.trainer import Trainer
-from ..registry import RunContext, RunResult
+from ..registry import MethodSpec, RunContext, RunResult, register
 from .augment import simclr_augment
 from .backbones import build_backbone, convert_sync_batchnorm, to_channels_last
 from .knn import KNNMonitor, knn_accuracy
@@ -479,3 +479,34 @@ def evaluate_vision(config: VisionConfig, embeddings: Tensor, ctx: RunContext
 def config_dict(config: Any) -> dict[str, Any]:
     """Plain dict of a config dataclass (for logs)."""
     return dataclasses.asdict(config)
+
+
+#: per-dataset presets of both frames: lightly's CIFAR recipe; Fashion-MNIST with a milder crop
+PRESETS: dict[str, dict[str, Any]] = {
+    "fashion-mnist": dict(crop_min=0.2, epochs=200, batch_size=256),
+    "cifar10": dict(crop_min=0.08, epochs=200, batch_size=256),
+    "cifar100": dict(crop_min=0.08, epochs=200, batch_size=256),
+    "stl10": dict(crop_min=0.08, epochs=200, batch_size=256, blur_p=0.5),
+}
+
+
+def register_frame(name: str, method_cls: type[VisionMethod], config_cls: type,
+                   description: str) -> tuple[Any, Any]:
+    """Register a vision frame with the method registry; returns its ``(run, evaluate)``.
+
+    ``run`` trains ``method_cls`` on ``config.dataset`` with the shared trainer and scores the
+    backbone by weighted kNN; ``evaluate`` re-scores saved ``[bank; test]`` embeddings
+    (``contrastkit eval DIR``).
+    """
+    def run(config: VisionConfig, ctx: RunContext) -> RunResult:
+        return run_vision(method_cls, config, ctx)
+
+    def evaluate(config: VisionConfig, embeddings: Tensor, ctx: RunContext) -> dict[str, float]:
+        return evaluate_vision(config, embeddings, ctx)
+
+    run.__doc__ = f"Train {name} on ``config.dataset``; weighted kNN on the backbone."
+    evaluate.__doc__ = "Re-evaluate saved ``[bank; test]`` embeddings (``contrastkit eval DIR``)."
+    register(MethodSpec(name=name, config_cls=config_cls, run=run, evaluate=evaluate,
+                        description=description, default_dataset="fashion-mnist",
+                        presets={k: dict(v) for k, v in PRESETS.items()}))
+    return run, evaluate

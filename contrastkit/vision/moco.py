@@ -39,8 +39,7 @@ from torch import Tensor, nn
 
 from ..core import distributed as dist_utils
 from ..core.checks import check_choice, check_ints, check_positive
-from ..registry import MethodSpec, RunContext, RunResult, register
-from .frame import ProjectionHead, VisionConfig, VisionMethod, evaluate_vision, run_vision
+from .frame import ProjectionHead, VisionConfig, VisionMethod, register_frame
 
 __all__ = ["MoCoConfig", "MoCo", "PLUGINS", "run", "evaluate"]
 
@@ -220,25 +219,7 @@ class MoCo(VisionMethod):
                                ids=ids, decoupled=c.decoupled)
 
 
-def run(config: MoCoConfig, ctx: RunContext) -> RunResult:
-    """Train MoCo-v2 (+ plug-in) on ``config.dataset``; weighted kNN on the online backbone."""
-    return run_vision(MoCo, config, ctx)
-
-
-def evaluate(config: MoCoConfig, embeddings: Tensor, ctx: RunContext) -> dict[str, float]:
-    """Re-evaluate saved ``[bank; test]`` embeddings (``contrastkit eval DIR``)."""
-    return evaluate_vision(config, embeddings, ctx)
-
-
-#: lightly's CIFAR MoCo recipe (queue 4096, m 0.99); Fashion-MNIST with a milder crop
-PRESETS: dict[str, dict[str, Any]] = {
-    "fashion-mnist": dict(crop_min=0.2, epochs=200, batch_size=256),
-    "cifar10": dict(crop_min=0.08, epochs=200, batch_size=256),
-    "cifar100": dict(crop_min=0.08, epochs=200, batch_size=256),
-    "stl10": dict(crop_min=0.08, epochs=200, batch_size=256, blur_p=0.5),
-}
-
-register(MethodSpec(name="moco", config_cls=MoCoConfig, run=run, evaluate=evaluate,
-                    description="MoCo-v2 frame (momentum encoder, id-keeping queue) with MoCHi / "
-                                "feature-transformation plug-ins",
-                    default_dataset="fashion-mnist", presets=PRESETS))
+run, evaluate = register_frame(
+    "moco", MoCo, MoCoConfig,
+    "MoCo-v2 frame (momentum encoder, id-keeping queue) with MoCHi / "
+    "feature-transformation plug-ins")

@@ -44,9 +44,8 @@ from torch import Tensor, nn
 
 from ..core.checks import check_choice, check_ints, check_positive
 from ..core.losses import decoupled_loss, nt_xent
-from ..registry import MethodSpec, RunContext, RunResult, register
 from .augment import MultiCrop, ViewAugment
-from .frame import ProjectionHead, VisionConfig, VisionMethod, evaluate_vision, run_vision
+from .frame import ProjectionHead, VisionConfig, VisionMethod, register_frame
 
 __all__ = ["SimCLRConfig", "SimCLR", "LOSSES", "DEFAULT_TEMPERATURE", "available_losses",
            "run", "evaluate"]
@@ -353,25 +352,7 @@ class SimCLR(VisionMethod):
                              keep_fraction=c.hard_keep_fraction or None)
 
 
-def run(config: SimCLRConfig, ctx: RunContext) -> RunResult:
-    """Train SimCLR on ``config.dataset`` with the shared trainer; weighted kNN on the backbone."""
-    return run_vision(SimCLR, config, ctx)
-
-
-def evaluate(config: SimCLRConfig, embeddings: Tensor, ctx: RunContext) -> dict[str, float]:
-    """Re-evaluate saved ``[bank; test]`` embeddings (``contrastkit eval DIR``)."""
-    return evaluate_vision(config, embeddings, ctx)
-
-
-#: per-dataset presets: the lightly CIFAR recipe; Fashion-MNIST with a milder crop
-PRESETS: dict[str, dict[str, Any]] = {
-    "fashion-mnist": dict(crop_min=0.2, epochs=200, batch_size=256),
-    "cifar10": dict(crop_min=0.08, epochs=200, batch_size=256),
-    "cifar100": dict(crop_min=0.08, epochs=200, batch_size=256),
-    "stl10": dict(crop_min=0.08, epochs=200, batch_size=256, blur_p=0.5),
-}
-
-register(MethodSpec(name="simclr", config_cls=SimCLRConfig, run=run, evaluate=evaluate,
-                    description="SimCLR frame (image views, GPU augmentations) with InfoNCE / "
-                                "DCL / DCLW / hard / multi-view / CACR / AMCL / SwAV losses",
-                    default_dataset="fashion-mnist", presets=PRESETS))
+run, evaluate = register_frame(
+    "simclr", SimCLR, SimCLRConfig,
+    "SimCLR frame (image views, GPU augmentations) with InfoNCE / DCL / DCLW / hard / "
+    "multi-view / CACR / AMCL / SwAV losses")
