@@ -484,6 +484,29 @@ def _train_lr(lin: nn.Linear, opt: torch.optim.Optimizer, x_tr: Tensor, y_tr: Te
 # ---------------------------------------------------------------------------------------------
 # k-nearest neighbours
 # ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def knn_scores(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: int, *,
+               k: int = 200, temperature: float = 0.1, chunk_size: int = 1024,
+               weighting: str = "exp") -> Tensor:
+    """Class scores ``[Q, num_classes]`` of the weighted k-NN vote (see :func:`knn_probe`).
+
+    ``query [Q, D]`` and ``bank [N, D]`` are taken as given (normalise them first for cosine);
+    computed ``chunk_size`` queries at a time on the bank's device, in the bank's dtype, so memory
+    is ``O(chunk_size * N)``. ``k`` is capped at ``N``. No validation: callers check inputs.
+    """
+    labels = bank_labels.to(bank.device).long()
+    query = query.to(device=bank.device, dtype=bank.dtype)
+    kk = min(k, bank.shape[0])
+    out = torch.empty(query.shape[0], num_classes, dtype=bank.dtype, device=bank.device)
+    for start in range(0, query.shape[0], chunk_size):
+        q = query[start:start + chunk_size]
+        sim, nbr = (q @ bank.T).topk(kk, dim=1)                        # [B, k]
+        w = (sim / temperature).exp() if weighting == "exp" else torch.ones_like(sim)
+        votes = torch.zeros(q.shape[0], num_classes, dtype=bank.dtype, device=bank.device)
+        out[start:start + q.shape[0]] = votes.scatter_add_(1, labels[nbr], w)   # [B, C]
+    return out
+
+
 def knn_probe(train_emb: Any, train_y: Any, test_emb: Any, test_y: Any, *, k: int = 200,
               temperature: float = 0.1, num_classes: int | None = None, batch_size: int = 1024,
               weighting: str = "exp") -> dict[str, float]:
@@ -541,21 +564,11 @@ def knn_probe(train_emb: Any, train_y: Any, test_emb: Any, test_y: Any, *, k: in
     b = nn.functional.normalize(xte.to(dtype), dim=1)
     ytr_t = torch.as_tensor(ytr)
     yte_t = torch.as_tensor(yte)
-    kk = min(k, a.shape[0])
     top5 = n_cls > 5
-    c1 = c5 = 0
-    with torch.no_grad():
-        for start in range(0, b.shape[0], batch_size):
-            q = b[start:start + batch_size]
-            sim, nbr = (q @ a.T).topk(kk, dim=1)                       # [B, k]
-            w = (sim / temperature).exp() if weighting == "exp" else torch.ones_like(sim)
-            votes = torch.zeros(q.shape[0], n_cls, dtype=dtype)
-            votes.scatter_add_(1, ytr_t[nbr], w)                        # [B, C]
-            target = yte_t[start:start + batch_size]
-            c1 += int((votes.argmax(dim=1) == target).sum())
-            if top5:
-                ranked = votes.topk(5, dim=1).indices
-                c5 += int((ranked == target[:, None]).any(dim=1).sum())
+    votes = knn_scores(b, a, ytr_t, n_cls, k=k, temperature=temperature, chunk_size=batch_size,
+                       weighting=weighting)
+    c1 = int((votes.argmax(dim=1) == yte_t).sum())
+    c5 = int((votes.topk(5, dim=1).indices == yte_t[:, None]).any(dim=1).sum()) if top5 else 0
     out = {"knn_top1": c1 / yte.size}
     if top5:
         out["knn_top5"] = c5 / yte.size

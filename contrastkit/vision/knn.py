@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.checks import check_positive, check_tensor
+from ..core.probes import knn_scores
 
 __all__ = ["knn_predict", "knn_accuracy", "extract_features", "KNNMonitor"]
 
@@ -69,17 +70,8 @@ def knn_predict(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: i
     if normalize:
         bank = F.normalize(bank, dim=1)
         query = F.normalize(query, dim=1)
-    kk = min(k, bank.shape[0])
-    out = torch.empty(query.shape[0], num_classes, dtype=torch.float32, device=bank.device)
-    with torch.no_grad():
-        for start in range(0, query.shape[0], chunk_size):
-            q = query[start:start + chunk_size]
-            sim, idx = (q @ bank.T).topk(kk, dim=1)                    # [B, k]
-            w = (sim / temperature).exp()
-            votes = torch.zeros(q.shape[0], num_classes, dtype=torch.float32, device=bank.device)
-            votes.scatter_add_(1, labels[idx], w)
-            out[start:start + q.shape[0]] = votes
-    return out
+    return knn_scores(query, bank, labels, num_classes, k=k, temperature=temperature,
+                      chunk_size=chunk_size)
 
 
 def knn_accuracy(train_features: Tensor, train_labels: Tensor, test_features: Tensor,
