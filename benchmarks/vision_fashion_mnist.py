@@ -54,6 +54,9 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "simclr_hard_infonce": ("simclr", ["loss=hard_infonce", "hard_keep_fraction=0.25"]),
     "simclr_mv_infonce": ("simclr", ["loss=mv_infonce", "num_views=3"]),
     "simclr_mv_dhel": ("simclr", ["loss=mv_dhel", "num_views=3"]),
+    "simclr_mv_pwe": ("simclr", ["loss=infonce", "num_views=3"]),
+    "simclr_mv_avg": ("simclr", ["loss=mv_avg", "num_views=3"]),
+    "simclr_mv_pvc": ("simclr", ["loss=mv_pvc", "num_views=3"]),
     "simclr_cacr": ("simclr", ["loss=cacr"]),
     "simclr_amcl": ("simclr", ["loss=amcl"]),
     "simclr_amcl_warm": ("simclr", ["loss=amcl", "amcl_warmup_epochs=2"]),
@@ -64,7 +67,8 @@ METHODS: dict[str, tuple[str, list[str]]] = {
 }
 BASELINES = ("raw_pixels", "random_init")
 DEFAULT_ROWS = (*BASELINES, "simclr_infonce", "simclr_dcl", "simclr_dclw", "simclr_hard_infonce",
-                "simclr_mv_infonce", "simclr_mv_dhel", "simclr_cacr", "simclr_amcl",
+                "simclr_mv_infonce", "simclr_mv_dhel", "simclr_mv_pwe", "simclr_mv_avg",
+                "simclr_mv_pvc", "simclr_cacr", "simclr_amcl",
                 "simclr_swav", "moco", "moco_mochi", "moco_ft")
 
 

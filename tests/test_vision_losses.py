@@ -21,7 +21,7 @@ from contrastkit.core.losses import (
     alignment_loss, amcl_loss, amcl_regularizer, cacr_loss, dclw_loss, dclw_weights,
     decoupled_loss, ft_moco_loss,
     hard_infonce_loss, hard_nt_xent, id_match_pairs, mochi_loss, mochi_negatives,
-    moco_loss, moco_score_stats, mv_dhel_loss, mv_infonce_loss, negative_interpolation,
+    moco_loss, moco_score_stats, avg_loss, pvc_loss, mv_dhel_loss, mv_infonce_loss, negative_interpolation,
     negative_weight_stats, nt_xent, positive_extrapolation, pwe_loss, simple_contrastive_loss,
     sinkhorn_knopp, swav_loss, tolerance, uniformity_loss)
 
@@ -471,6 +471,56 @@ def test_mv_dhel_two_views_is_dhel_and_pwe_two_views_is_nt_xent():
     _close(pwe_loss(z3, temperature=0.5), pw, [z3])
 
 
+def _baseline_reference(z, tau, kind):
+    """AVG / PVC written out: one InfoNCE term per (instance, view), literal exps and logs."""
+    V, N, _ = z.shape
+    total = 0.0
+    for i in range(N):
+        for l in range(V):
+            u = z[l, i] / z[l, i].norm()
+
+            def others(j):
+                return [z[m, j] / z[m, j].norm() for m in range(V) if m != l]
+
+            if kind == "arithmetic":
+                crit = [torch.log(sum(torch.exp(u @ w / tau) for w in others(j)) / (V - 1))
+                        for j in range(N)]
+            else:
+                mean = [sum(others(j)) / (V - 1) for j in range(N)]
+                crit = [(_cos(u, m) if kind == "avg" else u @ m) / tau for m in mean]
+            total = total - torch.log(torch.exp(crit[i]) / sum(torch.exp(c) for c in crit))
+    return total / (N * V)
+
+
+@pytest.mark.parametrize("V", [2, 3, 4])
+@pytest.mark.parametrize("kind", ["avg", "arithmetic", "geometric"])
+def test_avg_and_pvc_baselines_match_reference(V, kind):
+    z = _leaf(V, 5, 4, seed=70 + V)
+    ref = _baseline_reference(z, 0.4, kind)
+    for bs in (None, 2):
+        out = (avg_loss(z, temperature=0.4, block_size=bs) if kind == "avg"
+               else pvc_loss(z, temperature=0.4, variant=kind, block_size=bs))
+        _close(out, ref, [z])
+    per_instance = (avg_loss(z, temperature=0.4, reduction="none") if kind == "avg" else
+                    pvc_loss(z, temperature=0.4, variant=kind, reduction="none"))
+    assert per_instance.shape == (5,) and torch.allclose(per_instance.mean(), ref)
+
+
+def test_pvc_two_views_is_nt_xent_cross_view_only():
+    """With V = 2 the three baselines are the cross-view InfoNCE of each view (no same-view
+    negatives), the same for AVG and both PVC critics."""
+    z = _leaf(2, 6, 3, seed=77)
+    ref = 0.0
+    for l, m in ((0, 1), (1, 0)):
+        for i in range(6):
+            ref = ref - torch.log_softmax(torch.stack([_cos(z[l, i], z[m, j]) / 0.3
+                                                       for j in range(6)]), 0)[i]
+    ref = ref / 12
+    for out in (avg_loss(z, temperature=0.3), pvc_loss(z, temperature=0.3),
+                pvc_loss(z, temperature=0.3, variant="geometric")):
+        _close(out, ref, [z])
+
+
 def test_mv_dhel_large_temperature_product_does_not_overflow_in_float32():
     z = torch.randn(6, 64, 8, generator=_gen(97)).float()
     out = mv_dhel_loss(z, temperature=0.01)
@@ -787,6 +837,8 @@ def test_float32_and_bfloat16_agree_with_float64_at_small_temperature(name, fn):
     (lambda: mv_infonce_loss(torch.randn(4, 3)), "z"),
     (lambda: mv_infonce_loss(torch.randn(1, 4, 3)), "V >= 2"),
     (lambda: mv_infonce_loss(torch.randn(2, 4, 3), denominator="paper"), "denominator"),
+    (lambda: pvc_loss(torch.randn(2, 4, 3), variant="harmonic"), "variant"),
+    (lambda: avg_loss(torch.randn(4, 3)), "z"),
     (lambda: mv_dhel_loss(torch.randn(2, 4, 3), variant="x"), "variant"),
     (lambda: mv_dhel_loss(torch.randn(2, 4, 3), temperature=-1.0), "temperature"),
     (lambda: cacr_loss(torch.randn(1, 4, 3)), "z"),

@@ -13,6 +13,8 @@ lives in :mod:`contrastkit.core.losses` and works on the projections ``[B, D]`` 
                    (Wang & Liu 2021, "Understanding the behaviour of contrastive loss")
 ``mv_infonce``     multi-view InfoNCE, one term per instance over ``V`` views
 ``mv_dhel``        MV-DHEL (decoupled hyperspherical energy loss over ``V`` views)
+``mv_avg``         AVG baseline: each view against the mean of the other views
+``mv_pvc``         PVC baseline: poly-view critics (``pvc_variant`` arithmetic / geometric)
 ``cacr``           contrastive attraction + contrastive repulsion (distribution-weighted)
 ``amcl``           adaptive multi-head CL: ``C`` heads + pair-adaptive temperature
 ``swav``           SwAV swapped prediction over Sinkhorn-Knopp codes, prototypes, multi-crop
@@ -51,7 +53,7 @@ __all__ = ["SimCLRConfig", "SimCLR", "LOSSES", "DEFAULT_TEMPERATURE", "available
            "run", "evaluate"]
 
 LOSSES: tuple[str, ...] = ("infonce", "dcl", "dclw", "hard_infonce", "mv_infonce", "mv_dhel",
-                           "cacr", "amcl", "swav")
+                           "mv_avg", "mv_pvc", "cacr", "amcl", "swav")
 
 #: loss -> (module of contrastkit.core.losses, function it needs)
 _LOSS_SOURCES: dict[str, tuple[str, str]] = {
@@ -61,6 +63,8 @@ _LOSS_SOURCES: dict[str, tuple[str, str]] = {
     "hard_infonce": ("hardness", "hard_nt_xent"),
     "mv_infonce": ("multiview", "mv_infonce_loss"),
     "mv_dhel": ("multiview", "mv_dhel_loss"),
+    "mv_avg": ("multiview", "avg_loss"),
+    "mv_pvc": ("multiview", "pvc_loss"),
     "cacr": ("cacr", "cacr_loss"),
     "amcl": ("amcl", "amcl_loss"),
     "swav": ("swav", "swav_loss"),
@@ -69,7 +73,7 @@ _LOSS_SOURCES: dict[str, tuple[str, str]] = {
 #: temperature used when ``config.temperature`` is None (the references' defaults)
 DEFAULT_TEMPERATURE: dict[str, float] = {
     "infonce": 0.5, "dcl": 0.1, "dclw": 0.1, "hard_infonce": 0.5, "mv_infonce": 0.5,
-    "mv_dhel": 0.5, "swav": 0.1, "cacr": 1.0, "amcl": 0.5}
+    "mv_dhel": 0.5, "mv_avg": 0.5, "mv_pvc": 0.5, "swav": 0.1, "cacr": 1.0, "amcl": 0.5}
 
 
 def _loss_attr(loss: str, attr: str | None = None) -> Any:
@@ -111,6 +115,8 @@ class SimCLRConfig(VisionConfig):
         hard_keep_fraction: ``hard_infonce``: keep this fraction of the negatives (0: all).
         mv_denominator: MV-InfoNCE denominator, ``all`` (official code) or ``cross_view`` (paper).
         mv_dhel_variant: MV-DHEL form, ``code`` (official) or ``paper``.
+        pvc_variant: ``mv_pvc`` critic aggregation, ``arithmetic`` (log-mean-exp) or
+            ``geometric`` (mean).
         cacr_alpha, cacr_beta: CACR attraction / repulsion weights.
         cacr_pos_temperature, cacr_neg_temperature: CACR's conditional-distribution temperatures.
         amcl_heads, amcl_beta, amcl_tau_min, amcl_tau_max: AMCL heads ``C``, regulariser weight,
@@ -134,8 +140,8 @@ class SimCLRConfig(VisionConfig):
         swav_freeze_prototypes_epochs: epochs during which the prototypes get no gradient.
     """
 
-    loss: Literal["infonce", "dcl", "dclw", "hard_infonce", "mv_infonce", "mv_dhel", "cacr",
-                  "amcl", "swav"] = "infonce"
+    loss: Literal["infonce", "dcl", "dclw", "hard_infonce", "mv_infonce", "mv_dhel", "mv_avg",
+                  "mv_pvc", "cacr", "amcl", "swav"] = "infonce"
     temperature: float | None = None
     num_views: int = 2
     dclw_sigma: float = 0.5
@@ -143,6 +149,7 @@ class SimCLRConfig(VisionConfig):
     hard_keep_fraction: float = 0.0
     mv_denominator: Literal["all", "cross_view"] = "all"
     mv_dhel_variant: Literal["code", "paper"] = "code"
+    pvc_variant: Literal["arithmetic", "geometric"] = "arithmetic"
     cacr_alpha: float = 1.0
     cacr_beta: float = 1.0
     cacr_pos_temperature: float = 1.0
@@ -186,6 +193,7 @@ class SimCLRConfig(VisionConfig):
                              f"{self.hard_keep_fraction}")
         check_choice("mv_denominator", self.mv_denominator, ("all", "cross_view"))
         check_choice("mv_dhel_variant", self.mv_dhel_variant, ("code", "paper"))
+        check_choice("pvc_variant", self.pvc_variant, ("arithmetic", "geometric"))
         for name in ("dclw_sigma", "swav_epsilon", "amcl_tau_min", "amcl_tau_max",
                      "amcl_warmup_temperature",
                      "cacr_pos_temperature", "cacr_neg_temperature"):
@@ -312,12 +320,16 @@ class SimCLR(VisionMethod):
     def loss(self, projections: list[Tensor], batch: Any) -> Tensor:
         c = self.config
         tau = c.tau
-        if c.loss in ("mv_infonce", "mv_dhel", "cacr"):
+        if c.loss in ("mv_infonce", "mv_dhel", "mv_avg", "mv_pvc", "cacr"):
             z = torch.stack(projections, 0)                       # [V, B, D]
             if c.loss == "mv_infonce":
                 return self._loss_fn(z, temperature=tau, denominator=c.mv_denominator)
             if c.loss == "mv_dhel":
                 return self._loss_fn(z, temperature=tau, variant=c.mv_dhel_variant)
+            if c.loss == "mv_avg":
+                return self._loss_fn(z, temperature=tau)
+            if c.loss == "mv_pvc":
+                return self._loss_fn(z, temperature=tau, variant=c.pvc_variant)
             return self._loss_fn(nn.functional.normalize(z, dim=-1), alpha=c.cacr_alpha,
                                  beta=c.cacr_beta, pos_temperature=c.cacr_pos_temperature,
                                  neg_temperature=c.cacr_neg_temperature)

@@ -17,7 +17,8 @@ from .hardness import (HardInfoNCELoss, alignment_loss, hard_infonce_loss, hard_
                        uniformity_loss)
 from .mochi import (KeyQueue, MoCHiLoss, MoCoLoss, id_match_pairs, mochi_loss, mochi_negatives,
                     moco_loss)
-from .multiview import MVDHELLoss, MVInfoNCELoss, mv_dhel_loss, mv_infonce_loss, pwe_loss
+from .multiview import (MVDHELLoss, MVInfoNCELoss, avg_loss, mv_dhel_loss, mv_infonce_loss,
+                        pvc_loss, pwe_loss)
 from .swav import SwAVLoss, SwAVPrototypes, sinkhorn_knopp, swav_loss
 
 __all__ = ["InfoNCE", "NTXent", "info_nce", "nt_xent", "SupConLoss", "supcon_loss",
@@ -29,7 +30,7 @@ __all__ = ["InfoNCE", "NTXent", "info_nce", "nt_xent", "SupConLoss", "supcon_los
            "moco_loss",
            "HardInfoNCELoss", "alignment_loss", "hard_infonce_loss", "hard_nt_xent",
            "negative_weight_stats", "simple_contrastive_loss", "tolerance", "uniformity_loss",
-           "MVDHELLoss", "MVInfoNCELoss", "mv_dhel_loss", "mv_infonce_loss", "pwe_loss",
+           "MVDHELLoss", "MVInfoNCELoss", "mv_dhel_loss", "mv_infonce_loss", "pwe_loss", "avg_loss", "pvc_loss",
            "CACRLoss", "cacr_loss",
            "FTMoCoLoss", "ft_moco_loss", "moco_score_stats", "negative_interpolation",
            "positive_extrapolation",

@@ -31,6 +31,23 @@ MV-DHEL (decoupled: alignment over view pairs, uniformity within each view):
 paper's equation: ordered view pairs in the numerator (adds the constant ``log 2``) and the inner
 sum over all ``j`` (self included). The product over views of the official code is computed as a
 sum of log-sum-exps (no overflow). For ``V = 2`` it is the pairwise DHEL loss.
+
+The paper's multi-view baselines (spec "Evaluation protocol"), each term per view ``l`` of an
+instance (``V`` terms per instance, averaged), ``Ū_{j,¬l} = (V-1)^{-1} sum_{m != l} U_{jm}``:
+
+* PWE (:func:`pwe_loss`): the mean over view pairs of the symmetric NT-Xent.
+* AVG (:func:`avg_loss`): each view against the mean of the instance's other views, InfoNCE over
+  the batch's means, ``-log e^{cos(U_il, Ū_i¬l)/τ} / sum_j e^{cos(U_il, Ū_j¬l)/τ}``.
+* PVC (:func:`pvc_loss`, Shidani et al., "Poly-View Contrastive Learning", ICLR 2024, the
+  one-vs-rest critics): ``variant="arithmetic"`` aggregates the pairwise critics by a log-mean-exp,
+  ``a_ij = log (V-1)^{-1} sum_{m != l} e^{s(U_il, U_jm)/τ}``, which gives
+  ``-log sum_{m != l} e^{s(U_il, U_im)/τ} / sum_j sum_{m != l} e^{s(U_il, U_jm)/τ}``;
+  ``variant="geometric"`` by their mean, ``g_ij = s(U_il, Ū_j¬l)/τ`` (a dot product with the
+  unnormalised mean of the other views), ``-log e^{g_ii} / sum_j e^{g_ij}``.
+
+The official ``models/losses.py`` of the multi-view paper has all four baselines; the spec does not
+give their formulas, so these follow the names' published definitions (AVG: "each view against the
+mean of the others"; PVC: the poly-view paper's arithmetic and geometric critics).
 """
 
 from __future__ import annotations
@@ -43,12 +60,13 @@ from torch import Tensor, nn
 
 from ..checks import check_choice, check_positive, check_tensor, scalar_temperature
 from ..distributed import all_gather_with_grad, get_rank, is_distributed
-from ..engine import row_statistics
+from ..engine import contrastive_loss, row_statistics
 from ..pairs import Pairs, SameLabel
 from ..similarity import SIMILARITIES, paired_similarity
 from .infonce import nt_xent
 
-__all__ = ["mv_infonce_loss", "mv_dhel_loss", "pwe_loss", "MVInfoNCELoss", "MVDHELLoss"]
+__all__ = ["mv_infonce_loss", "mv_dhel_loss", "pwe_loss", "avg_loss", "pvc_loss",
+           "MVInfoNCELoss", "MVDHELLoss"]
 
 
 def _check_views(z: Any) -> Tensor:
@@ -192,6 +210,77 @@ def pwe_loss(z: Tensor, *, temperature: float | Tensor = 0.5, similarity: str = 
     terms = [nt_xent(z[l], z[m], temperature=temperature, similarity=similarity)
              for l, m in itertools.combinations(range(V), 2)]
     return torch.stack(terms).mean()
+
+
+def _other_view_means(z: Tensor) -> Tensor:
+    """``[V, N, D]``: entry ``[l, j]`` is ``Ū_{j,¬l}``, the mean of instance ``j``'s other views."""
+    return (z.sum(0, keepdim=True) - z) / (z.size(0) - 1)
+
+
+def avg_loss(z: Tensor, *, temperature: float | Tensor = 0.5, reduction: str = "mean",
+             block_size: int | None = None) -> Tensor:
+    r"""AVG baseline: each view against the mean of the other views (cosine InfoNCE).
+
+    ``mean_{i,l} [-cos(U_il, Ū_i¬l)/τ + log sum_j e^{cos(U_il, Ū_j¬l)/τ}]`` with
+    ``Ū_j¬l = (V-1)^{-1} sum_{m != l} U_jm`` (see the module docstring).
+
+    Args:
+        z: view-major embeddings ``[V, N, D]`` (normalised inside: cosine critic).
+        temperature: ``tau``.
+        reduction: ``"mean"`` / ``"sum"`` over instances (of the per-instance mean over views),
+            or ``"none"`` (``[N]``).
+        block_size: engine row block.
+    """
+    _check_views(z)
+    check_choice("reduction", reduction, ("mean", "sum", "none"))
+    u = nn.functional.normalize(z, dim=-1)
+    means = _other_view_means(u)
+    per_view = torch.stack([contrastive_loss(u[l], means[l], positives="aligned",
+                                             temperature=temperature, similarity="cosine",
+                                             reduction="none", block_size=block_size)
+                            for l in range(z.size(0))])                        # [V, N]
+    return _reduce(per_view.mean(0), reduction)
+
+
+def pvc_loss(z: Tensor, *, temperature: float | Tensor = 0.5, variant: str = "arithmetic",
+             reduction: str = "mean", block_size: int | None = None) -> Tensor:
+    r"""PVC baseline (poly-view contrastive, one-vs-rest critics), arithmetic or geometric.
+
+    ``"arithmetic"``: ``mean_{i,l} [LSE_{j, m != l} s_{il,jm} - LSE_{m != l} s_{il,im}]``
+    (``s = cos/τ``): the engine's multi-positive InfoNCE of each row over the other views' rows.
+    ``"geometric"``: ``mean_{i,l} [-g_ii + LSE_j g_ij]``, ``g_ij = U_il · Ū_j¬l / τ`` with unit
+    ``U`` and the unnormalised mean ``Ū`` (see the module docstring).
+
+    Args:
+        z: view-major embeddings ``[V, N, D]`` (normalised inside).
+        temperature: ``tau``.
+        variant: ``"arithmetic"`` (default) or ``"geometric"``.
+        reduction, block_size: as in :func:`avg_loss`.
+    """
+    _check_views(z)
+    check_choice("variant", variant, ("arithmetic", "geometric"))
+    check_choice("reduction", reduction, ("mean", "sum", "none"))
+    V, N, D = z.shape
+    u = nn.functional.normalize(z, dim=-1)
+    if variant == "geometric":
+        means = _other_view_means(u)
+        per_view = torch.stack([contrastive_loss(u[l], means[l], positives="aligned",
+                                                 temperature=temperature, similarity="dot",
+                                                 reduction="none", block_size=block_size)
+                                for l in range(V)])
+        return _reduce(per_view.mean(0), reduction)
+    x = u.reshape(V * N, D)
+    ar = torch.arange(N, device=z.device)
+    rows, cols = [], []
+    for l, m in itertools.permutations(range(V), 2):
+        rows.append(l * N + ar)
+        cols.append(m * N + ar)
+    view = torch.arange(V, device=z.device).repeat_interleave(N)
+    stats = row_statistics(x, None, positives=Pairs(torch.stack([torch.cat(rows),
+                                                                 torch.cat(cols)])),
+                           temperature=temperature, similarity="dot", exclude=SameLabel(view),
+                           diagonal="exclude", need_pos_lse=True, block_size=block_size)
+    return _reduce((stats.lse - stats.pos_lse).reshape(V, N).mean(0), reduction)
 
 
 class MVInfoNCELoss(nn.Module):
