@@ -214,6 +214,8 @@ def test_config_errors_name_the_argument():
         PamCConfig(scale=0)
     with pytest.raises(ValueError, match="order"):
         PamCConfig(order=0)
+    with pytest.raises(ValueError, match="pretrain_seed"):
+        PamCConfig(pretrain_seed=-2)
 
 
 def _toy_data(n=30, f=12, k=3, seed=0):
@@ -243,6 +245,24 @@ def test_minibatch_of_all_nodes_equals_full_batch():
     assert torch.allclose(lf, lm, atol=1e-5)
     assert len(NodeBatches(30, 7)) == 5 and sorted(torch.cat(list(NodeBatches(30, 7))).tolist()) \
         == list(range(30))
+
+
+def test_per_run_autoencoder_follows_the_run_seed(tmp_path):
+    """``pretrain_seed=-1``: one autoencoder per run seed (cached per seed); ``>= 0``: shared."""
+    from contrastkit.graphcl.pamc import build
+    data = _toy_data()
+    base = dict(dataset="toy", hidden_channels=(8,), out_channels=4, pretrain_epochs=1,
+                pretrain_cache=str(tmp_path))
+
+    def first_weight(cfg, seed):
+        return build(cfg, data, seed=seed).encoder[0].weight.detach().clone()
+
+    per_run = PamCConfig(**base, pretrain_seed=-1)
+    a, b, a2 = first_weight(per_run, 1), first_weight(per_run, 2), first_weight(per_run, 1)
+    assert not torch.equal(a, b) and torch.equal(a, a2)
+    assert len(list(tmp_path.glob("toy-*.pt"))) == 2
+    shared = PamCConfig(**base, pretrain_seed=5)
+    assert torch.equal(first_weight(shared, 1), first_weight(shared, 2))
 
 
 def test_read_sdcn_format(tmp_path):
