@@ -144,6 +144,48 @@ def test_pamc_loss_matches_closed_form_with_gradients(labels, empty):
     assert torch.allclose(g1, g2, atol=1e-10)
 
 
+@pytest.mark.parametrize("labels", [[0, 0, 1, 1, 2, 2, 0, 1, 2], [0, 0, 0, 1, 1, 1, 3, 3, 3]])
+def test_anchor_negatives_match_reference_with_gradients(labels):
+    """``negatives="anchor"``: -mean_i log sum_j A_ij e^{τc_ij} + mean_i log sum_l n_l e^{τ cos(z_i,
+    m_l)}, written out with loops in float64 (empty clusters weigh 0)."""
+    n, k, tau = 9, 4, 0.7
+    index, weight = influence_adjacency(_graph(n, 4), n, 2)
+    y = torch.tensor(labels)
+    z = torch.randn(n, 5, dtype=D, generator=torch.Generator().manual_seed(8), requires_grad=True)
+    got = pamc_loss(z, Pairs(index, weight.to(D)), y, k, tau, negatives="anchor")
+    a = _dense(index, weight, n)
+    e = torch.exp(tau * _cos(z))
+    ref = -torch.log((a * e).sum(1)).mean()
+    for i in range(n):
+        total = 0.0
+        for c in range(k):
+            members = [j for j in range(n) if int(y[j]) == c]
+            if not members:
+                continue
+            m = sum(z[j] for j in members)
+            total = total + len(members) * torch.exp(tau * (z[i] @ m) / (z[i].norm() * m.norm()))
+        ref = ref + torch.log(total) / n
+    assert torch.allclose(got, ref, atol=1e-10)
+    g1, = torch.autograd.grad(got, z)
+    g2, = torch.autograd.grad(ref, z)
+    assert torch.allclose(g1, g2, atol=1e-10)
+
+
+def test_anchor_negatives_with_one_cluster_per_node_equal_scgc_up_to_the_self_term():
+    """K = N: sum_l n_l e^{τ cos(z_i, m_l)} = sum_j e^{τ c_ij} with c_ii = 1 (SCGC* sets 0)."""
+    n, tau = 10, 0.6
+    index, weight = influence_adjacency(_graph(n, 6), n, 2)
+    pairs = Pairs(index, weight.to(D))
+    z = torch.randn(n, 4, dtype=D, generator=torch.Generator().manual_seed(7))
+    approx = pamc_loss(z, pairs, torch.arange(n), n, tau, negatives="anchor")
+    e = torch.exp(tau * _cos(z))
+    e.fill_diagonal_(math.exp(tau))
+    a = _dense(*influence_adjacency(_graph(n, 6), n, 2), n)
+    e0 = torch.exp(tau * _cos(z))
+    exact_with_self = (-torch.log((a * e0).sum(1)) + torch.log(e.sum(1))).mean()
+    assert torch.allclose(approx, exact_with_self, atol=1e-12)
+
+
 def test_pamc_with_one_cluster_per_node_equals_scgc():
     """The spec's limit: K = N, every node its own meta-node -> the exact SCGC* loss."""
     n, tau = 10, 0.6
@@ -214,6 +256,8 @@ def test_config_errors_name_the_argument():
         PamCConfig(scale=0)
     with pytest.raises(ValueError, match="order"):
         PamCConfig(order=0)
+    with pytest.raises(ValueError, match="negatives"):
+        PamCConfig(negatives="node")
     with pytest.raises(ValueError, match="pretrain_seed"):
         PamCConfig(pretrain_seed=-2)
 

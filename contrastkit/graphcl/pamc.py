@@ -34,6 +34,20 @@ the engine's ``positive_mass`` form over weighted pairs, computed blockwise (nev
 
 in ``O(nnz(A_r) d + N d + K^2 d)`` (:func:`pamc_loss`). Total ``L = β L_KL + α L_contrast``.
 
+**Anchor-wise variant (``negatives="anchor"``, a toolkit option, not in the paper).** Each node
+keeps its own SCGC*-style denominator, with every other node replaced by its cluster's meta-node
+direction, weighted by the cluster size ``n_l``:
+
+.. math:: \sum_j e^{\tau c_{ij}} \approx \sum_l n_l\, e^{\tau \cos(z_i, m_l)}, \qquad
+          L = -\frac1N \sum_i \log \sum_j (A_r)_{ij} e^{\tau c_{ij}}
+              + \frac1N \sum_i \log \sum_l n_l e^{\tau \cos(z_i, m_l)}
+
+``O(nnz(A_r) d + N K d)``, still linear in ``N``. The paper's cluster-pair term stays between
+about ``log(1 + (K-1) e^{-τ/(K-1)})`` (meta-nodes spread out) and ``log(1 + (K-1) e^τ)``, and is
+``log K`` when one cluster holds every node (the others are zero meta-nodes): a merge costs it
+little, and on Amazon-Computers PamC collapses. The anchor-wise term grows to ``log N + τ`` when
+all nodes point one way, as SCGC*'s does.
+
 **Differences from the official code (documented choices).** An empty cluster keeps a zero
 meta-node whose cosine with every other is 0 (``empty_clusters="zero"``, default; the code's
 one-hot gives a zero meta-node and a NaN cosine, or drops the last rows). Dropping empty clusters
@@ -84,6 +98,7 @@ from ..registry import MethodSpec, RunContext, RunResult, register
 
 LOSSES = ("pamc", "scgc")
 EMPTY_CLUSTERS = ("zero", "exclude")
+NEGATIVES = ("meta", "anchor")
 CLUSTER_KEYS = ("cluster_acc", "nmi", "ari", "cluster_f1")
 
 
@@ -148,7 +163,8 @@ def meta_nodes(z: Tensor, labels: Tensor, num_clusters: int) -> tuple[Tensor, Te
 
 
 def pamc_loss(z: Tensor, pairs: Pairs, labels: Tensor, num_clusters: int, scale: float, *,
-              anchors: Tensor | None = None, empty_clusters: str = "zero") -> Tensor:
+              anchors: Tensor | None = None, empty_clusters: str = "zero",
+              negatives: str = "meta") -> Tensor:
     r"""PamC's meta-node loss (spec §2), ``O(nnz(A_r) d + K^2 d)``.
 
     ``-mean_i log sum_j (A_r)_ij e^{τ c_ij} + mean_k log sum_l e^{τ c̄_kl}`` with ``c_ii := 0``,
@@ -164,9 +180,13 @@ def pamc_loss(z: Tensor, pairs: Pairs, labels: Tensor, num_clusters: int, scale:
         scale: ``τ``.
         anchors: mini-batch: rows ``[B]`` of ``z`` that are anchors (the others are only
             neighbours); ``None``: every row.
-        empty_clusters: ``"zero"`` or ``"exclude"`` (see above).
+        empty_clusters: ``"zero"`` or ``"exclude"`` (see above; ``negatives="meta"`` only).
+        negatives: ``"meta"`` (the paper: cluster-pair term over meta-nodes) or ``"anchor"``
+            (toolkit variant: ``mean_i log sum_l n_l e^{τ cos(z_i, m_l)}``, empty clusters
+            weigh 0; see the module docstring).
     """
     check_choice("empty_clusters", empty_clusters, EMPTY_CLUSTERS)
+    check_choice("negatives", negatives, NEGATIVES)
     za = z if anchors is None else z[anchors]
     if labels.shape != (za.size(0),):
         raise ValueError(f"labels: expected shape ({za.size(0)},), got {tuple(labels.shape)}")
@@ -175,6 +195,10 @@ def pamc_loss(z: Tensor, pairs: Pairs, labels: Tensor, num_clusters: int, scale:
     if anchors is not None:
         pos = pos[anchors]
     m, nonempty = meta_nodes(za, labels.long(), num_clusters)
+    if negatives == "anchor":
+        counts = torch.bincount(labels.long(), minlength=num_clusters).to(za.dtype)
+        logits = scale * (F.normalize(za, dim=1) @ F.normalize(m, dim=1).t())      # [B, K]
+        return -pos.mean() + torch.logsumexp(logits + counts.log(), 1).mean()
     neg = contrastive_loss(m if empty_clusters == "zero" else m[nonempty], None,
                            temperature=1.0 / scale, similarity="cosine", form="log_partition",
                            diagonal=0.0)
@@ -281,6 +305,8 @@ class PamCConfig:
         block_size: SCGC*'s row block (``None``: engine default).
         empty_clusters: PamC's meta-node term: ``"zero"`` keeps an empty cluster as a zero
             meta-node (cosine 0), ``"exclude"`` drops it (rewards collapse; see the module doc).
+        negatives: ``"meta"`` (the paper's cluster-pair negatives, default) or ``"anchor"``
+            (toolkit variant: each node against the size-weighted meta-nodes; module doc).
         sparse_below: feature density under which the first layer uses a sparse product.
     """
 
@@ -306,12 +332,14 @@ class PamCConfig:
     track_epochs: bool = True
     block_size: int | None = None
     empty_clusters: str = "zero"
+    negatives: str = "meta"
     sparse_below: float = 0.1
     checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, LOSSES)
         check_choice("empty_clusters", self.empty_clusters, EMPTY_CLUSTERS)
+        check_choice("negatives", self.negatives, NEGATIVES)
         for name in ("alpha", "beta"):
             check_positive(name, getattr(self, name), allow_zero=True)
         for name in ("scale", "lr", "pretrain_lr"):
@@ -515,7 +543,7 @@ class PamC(ContrastiveMethod):
         if c.loss == "scgc":
             return scgc_loss(z, pairs, c.scale, c.block_size)
         return pamc_loss(z, pairs, labels, self.num_clusters, c.scale, anchors=anchors,
-                         empty_clusters=c.empty_clusters)
+                         empty_clusters=c.empty_clusters, negatives=c.negatives)
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.config.lr)
