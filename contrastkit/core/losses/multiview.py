@@ -85,6 +85,17 @@ def _reduce(per_row: Tensor, reduction: str) -> Tensor:
     return per_row.sum() if reduction == "sum" else per_row.mean()
 
 
+def _other_views_of_same_instance(V: int, N: int, device: torch.device) -> Pairs:
+    """Pairs ``(l N + i, m N + i)`` for ``l != m``: every other view of the same instance, as
+    rows of the flattened view-major ``[V N, D]``."""
+    ar = torch.arange(N, device=device)
+    rows, cols = [], []
+    for l, m in itertools.permutations(range(V), 2):
+        rows.append(l * N + ar)
+        cols.append(m * N + ar)
+    return Pairs(torch.stack([torch.cat(rows), torch.cat(cols)]))
+
+
 def _gather_views(z: Tensor) -> tuple[Tensor, Tensor]:
     """All processes' ``[V, W n, D]`` (view-major, rank order inside each view) and the global
     instance index ``[n]`` of this process's rows (gradient-carrying gather)."""
@@ -119,12 +130,7 @@ def mv_infonce_loss(z: Tensor, *, temperature: float | Tensor = 0.5, denominator
     check_choice("reduction", reduction, ("mean", "sum", "none"))
     V, N, D = z.shape
     x = z.reshape(V * N, D)
-    ar = torch.arange(N, device=z.device)
-    rows, cols = [], []
-    for l, m in itertools.permutations(range(V), 2):
-        rows.append(l * N + ar)
-        cols.append(m * N + ar)
-    positives = Pairs(torch.stack([torch.cat(rows), torch.cat(cols)]))
+    positives = _other_views_of_same_instance(V, N, z.device)
     exclude = None
     if denominator == "cross_view":
         view = torch.arange(V, device=z.device).repeat_interleave(N)
@@ -270,14 +276,8 @@ def pvc_loss(z: Tensor, *, temperature: float | Tensor = 0.5, variant: str = "ar
                                 for l in range(V)])
         return _reduce(per_view.mean(0), reduction)
     x = u.reshape(V * N, D)
-    ar = torch.arange(N, device=z.device)
-    rows, cols = [], []
-    for l, m in itertools.permutations(range(V), 2):
-        rows.append(l * N + ar)
-        cols.append(m * N + ar)
     view = torch.arange(V, device=z.device).repeat_interleave(N)
-    stats = row_statistics(x, None, positives=Pairs(torch.stack([torch.cat(rows),
-                                                                 torch.cat(cols)])),
+    stats = row_statistics(x, None, positives=_other_views_of_same_instance(V, N, z.device),
                            temperature=temperature, similarity="dot", exclude=SameLabel(view),
                            diagonal="exclude", need_pos_lse=True, block_size=block_size)
     return _reduce((stats.lse - stats.pos_lse).reshape(V, N).mean(0), reduction)
