@@ -57,6 +57,21 @@ def _grace_kmeans(dataset: str, seed: int, run_dir: Path, metrics: dict[str, Any
             "time_per_epoch_s": metrics.get("time_per_epoch_s", float("nan"))}
 
 
+def _append_result(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Add ``row`` to the JSON on disk and return its rows: re-read under a lock file and
+    replaced atomically, so several invocations running at once keep each other's results."""
+    import fcntl
+    import os
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(path.read_text()) if path.exists() else []
+        rows.append(row)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(rows, indent=1))
+        os.replace(tmp, path)
+    return rows
+
+
 def _fmt(values: list[float]) -> str:
     """Mean ± population std in percent (metrics are stored as fractions)."""
     return "–" if not values else f"{100 * np.mean(values):.2f} ± {100 * np.std(values):.2f}"
@@ -111,11 +126,11 @@ def main(argv: list[str] | None = None) -> int:
                        and r["set"] == sets for r in results):
                     continue
                 m = run_one(method, dataset, seed, sets, args.device, args.timeout)
-                results.append({"method": method, "dataset": dataset, "seed": seed,
-                                "set": sets, "metrics": m, "device": args.device})
+                row = {"method": method, "dataset": dataset, "seed": seed, "set": sets,
+                       "metrics": m, "device": args.device}
                 shown = {k: round(v, 2) for k, v in m.items() if isinstance(v, float)}
                 print(f"{method} {dataset} seed {seed}: {m.get('error') or shown}", flush=True)
-                path.write_text(json.dumps(results, indent=1))
+                results = _append_result(path, row)
     md = table(results)
     (RESULTS / f"{NAME}.md").write_text(md)
     print(md)
