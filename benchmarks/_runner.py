@@ -1,8 +1,11 @@
-"""Shared by the benchmark scripts: one ``contrastkit train`` run in its own subprocess."""
+"""Shared by the benchmark scripts: one ``contrastkit train`` run in its own subprocess, and
+appending a result row to a JSON list that several invocations may write at once."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,3 +43,16 @@ def train_in_subprocess(method: str, dataset: str, seed: int, sets: list[str], d
             metrics = post(Path(tmp), metrics)
     metrics["wall_s"] = wall
     return metrics
+
+
+def append_result(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Add ``row`` to the JSON on disk and return its rows: re-read under a lock file and
+    replaced atomically, so several invocations running at once keep each other's results."""
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(path.read_text()) if path.exists() else []
+        rows.append(row)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(rows, indent=1))
+        os.replace(tmp, path)
+    return rows

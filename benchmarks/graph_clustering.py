@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _runner import train_in_subprocess
+from _runner import append_result, train_in_subprocess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "graph_clustering"
@@ -55,21 +55,6 @@ def _grace_kmeans(dataset: str, seed: int, run_dir: Path, metrics: dict[str, Any
     return {"cluster_acc": cluster_acc(y, pred), "nmi": nmi(y, pred), "ari": ari(y, pred),
             "cluster_f1": cluster_f1(y, pred),
             "time_per_epoch_s": metrics.get("time_per_epoch_s", float("nan"))}
-
-
-def _append_result(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
-    """Add ``row`` to the JSON on disk and return its rows: re-read under a lock file and
-    replaced atomically, so several invocations running at once keep each other's results."""
-    import fcntl
-    import os
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        rows = json.loads(path.read_text()) if path.exists() else []
-        rows.append(row)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(rows, indent=1))
-        os.replace(tmp, path)
-    return rows
 
 
 def _fmt(values: list[float]) -> str:
@@ -130,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                        "metrics": m, "device": args.device}
                 shown = {k: round(v, 2) for k, v in m.items() if isinstance(v, float)}
                 print(f"{method} {dataset} seed {seed}: {m.get('error') or shown}", flush=True)
-                results = _append_result(path, row)
+                results = append_result(path, row)
     md = table(results)
     (RESULTS / f"{NAME}.md").write_text(md)
     print(md)

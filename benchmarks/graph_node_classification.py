@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _runner import train_in_subprocess
+from _runner import append_result, train_in_subprocess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "graph_node_classification"
@@ -118,17 +117,15 @@ def main(argv: list[str] | None = None) -> int:
                 if (variant, dataset, seed, tuple(args.set)) in done:
                     continue
                 m = run_one(variant, dataset, seed, args.set, args.device, args.timeout)
-                results.append({"variant": variant, "dataset": dataset, "seed": seed,
-                                "set": list(args.set), "metrics": m})
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                results = append_result(args.out, {"variant": variant, "dataset": dataset,
+                                                   "seed": seed, "set": list(args.set),
+                                                   "metrics": m})
                 shown = m.get("error") or (f"micro_f1 {m['micro_f1']:.4f}" + (
                     f" (official {m['micro_f1_official']:.4f})"
                     if "micro_f1_official" in m else ""))
                 print(f"{variant:>10} {dataset:>10} seed {seed}: {shown}  "
                       f"[{m['wall_s']:.0f} s]", flush=True)
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                tmp = args.out.with_suffix(".json.tmp")
-                tmp.write_text(json.dumps(results, indent=1) + "\n")
-                os.replace(tmp, args.out)
     md = table(results)
     args.out.with_suffix(".md").write_text(md)
     print(md)
