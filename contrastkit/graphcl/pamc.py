@@ -156,10 +156,9 @@ def scgc_loss(z: Tensor, pairs: Pairs, scale: float, block_size: int | None = No
 
 
 def meta_nodes(z: Tensor, labels: Tensor, num_clusters: int) -> tuple[Tensor, Tensor]:
-    """Meta-nodes ``m_k = sum_{i: y_i = k} z_i`` ``[K, d]`` and the non-empty mask ``[K]``."""
+    """Meta-nodes ``m_k = sum_{i: y_i = k} z_i`` ``[K, d]`` and the cluster sizes ``[K]``."""
     m = z.new_zeros(num_clusters, z.size(1)).index_add(0, labels, z)
-    counts = torch.bincount(labels, minlength=num_clusters)
-    return m, counts > 0
+    return m, torch.bincount(labels, minlength=num_clusters)
 
 
 def pamc_loss(z: Tensor, pairs: Pairs, labels: Tensor, num_clusters: int, scale: float, *,
@@ -194,12 +193,11 @@ def pamc_loss(z: Tensor, pairs: Pairs, labels: Tensor, num_clusters: int, scale:
                          diagonal=0.0)
     if anchors is not None:
         pos = pos[anchors]
-    m, nonempty = meta_nodes(za, labels.long(), num_clusters)
+    m, counts = meta_nodes(za, labels.long(), num_clusters)
     if negatives == "anchor":
-        counts = torch.bincount(labels.long(), minlength=num_clusters).to(za.dtype)
         logits = scale * (F.normalize(za, dim=1) @ F.normalize(m, dim=1).t())      # [B, K]
-        return -pos.mean() + torch.logsumexp(logits + counts.log(), 1).mean()
-    neg = contrastive_loss(m if empty_clusters == "zero" else m[nonempty], None,
+        return -pos.mean() + torch.logsumexp(logits + counts.to(za.dtype).log(), 1).mean()
+    neg = contrastive_loss(m if empty_clusters == "zero" else m[counts > 0], None,
                            temperature=1.0 / scale, similarity="cosine", form="log_partition",
                            diagonal=0.0)
     return -pos.mean() + neg
