@@ -218,9 +218,15 @@ def pwe_loss(z: Tensor, *, temperature: float | Tensor = 0.5, similarity: str = 
     return torch.stack(terms).mean()
 
 
-def _other_view_means(z: Tensor) -> Tensor:
-    """``[V, N, D]``: entry ``[l, j]`` is ``Ū_{j,¬l}``, the mean of instance ``j``'s other views."""
-    return (z.sum(0, keepdim=True) - z) / (z.size(0) - 1)
+def _against_other_view_means(u: Tensor, temperature: float | Tensor, similarity: str,
+                              block_size: int | None) -> Tensor:
+    """``[N]``: per instance, the mean over views ``l`` of the InfoNCE of ``U_il`` against the
+    batch's ``Ū_{j,¬l} = (V-1)^{-1} sum_{m != l} U_jm`` (positive ``j = i``)."""
+    means = (u.sum(0, keepdim=True) - u) / (u.size(0) - 1)                      # [V, N, D]
+    return torch.stack([contrastive_loss(u[l], means[l], positives="aligned",
+                                         temperature=temperature, similarity=similarity,
+                                         reduction="none", block_size=block_size)
+                        for l in range(u.size(0))]).mean(0)
 
 
 def avg_loss(z: Tensor, *, temperature: float | Tensor = 0.5, reduction: str = "mean",
@@ -240,12 +246,7 @@ def avg_loss(z: Tensor, *, temperature: float | Tensor = 0.5, reduction: str = "
     _check_views(z)
     check_choice("reduction", reduction, ("mean", "sum", "none"))
     u = nn.functional.normalize(z, dim=-1)
-    means = _other_view_means(u)
-    per_view = torch.stack([contrastive_loss(u[l], means[l], positives="aligned",
-                                             temperature=temperature, similarity="cosine",
-                                             reduction="none", block_size=block_size)
-                            for l in range(z.size(0))])                        # [V, N]
-    return _reduce(per_view.mean(0), reduction)
+    return _reduce(_against_other_view_means(u, temperature, "cosine", block_size), reduction)
 
 
 def pvc_loss(z: Tensor, *, temperature: float | Tensor = 0.5, variant: str = "arithmetic",
@@ -269,12 +270,7 @@ def pvc_loss(z: Tensor, *, temperature: float | Tensor = 0.5, variant: str = "ar
     V, N, D = z.shape
     u = nn.functional.normalize(z, dim=-1)
     if variant == "geometric":
-        means = _other_view_means(u)
-        per_view = torch.stack([contrastive_loss(u[l], means[l], positives="aligned",
-                                                 temperature=temperature, similarity="dot",
-                                                 reduction="none", block_size=block_size)
-                                for l in range(V)])
-        return _reduce(per_view.mean(0), reduction)
+        return _reduce(_against_other_view_means(u, temperature, "dot", block_size), reduction)
     x = u.reshape(V * N, D)
     view = torch.arange(V, device=z.device).repeat_interleave(N)
     stats = row_statistics(x, None, positives=_other_views_of_same_instance(V, N, z.device),
