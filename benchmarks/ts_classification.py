@@ -10,9 +10,13 @@ AdamW lr 1e-3, max_train_length 3000, 200 iterations for <= 100,000 training val
 seed 42 (the official scripts' seed).
 
 AutoTCL (``--method autotcl``): the classification setting of the paper (TS2Vec encoder, no
-trend disentangler) has no released script or hyperparameters; we use AutoTCL's default
-augmenter / loss settings (:class:`contrastkit.seqcl.autotcl.AutoTCLConfig`) with TS2Vec's
-training budget, batch, learning rate and window (our choice, stated in the results).
+trend disentangler) has no released script or hyperparameters; we use
+:data:`contrastkit.seqcl.autotcl.CLASSIFICATION` (TS2Vec's encoder, budget, batch, learning rate
+and window; the paper's latent timestamp mask on the view; a dot-product global loss) and
+AutoTCL's default augmenter. ``--set KEY=VALUE`` (repeatable) overrides AutoTCL config fields,
+e.g. ``--set global_similarity=cosine --set view_timestamp_mask=false --name
+ts_classification_autotcl_cosine`` for the code's cosine loss (whose representation norm runs
+away).
 
 Each dataset runs in its own single-threaded subprocess with a wall-clock cap (``--timeout``,
 default 480 s); a dataset over the cap or failing is recorded as ``skipped`` with the reason.
@@ -162,19 +166,26 @@ def dataset_list(which: str, root: Path | None = None) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------ one dataset
-def method_config(method: str, dataset_id: str, n_values: int, iters: int | None) -> Any:
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``--set`` items -> dict (:func:`contrastkit.core.config.parse_overrides`)."""
+    from contrastkit.core.config import parse_overrides as _parse
+    return _parse(items)
+
+
+def method_config(method: str, dataset_id: str, n_values: int, iters: int | None,
+                  overrides: dict[str, Any] | None = None) -> Any:
     """The configuration of ``method`` on a classification set (module docstring)."""
     from contrastkit.seqcl import ts2vec as T
     if method == "ts2vec":
-        return T.TS2VecConfig(dataset=dataset_id, iters=iters)
+        return T.TS2VecConfig(dataset=dataset_id, iters=iters, **(overrides or {}))
     from contrastkit.seqcl import autotcl as A
     budget = iters if iters is not None else T.default_iters(n_values)
-    return A.AutoTCLConfig(dataset=dataset_id, backbone="ts2vec", batch_size=8, lr=1e-3,
-                           max_train_length=3000, epochs=100_000, iters=budget)
+    return A.AutoTCLConfig.classification(dataset_id, **{"iters": budget, **(overrides or {})})
 
 
-def run_one(method: str, dataset_id: str, seed: int = 42, iters: int | None = None
-            ) -> dict[str, Any]:
+
+def run_one(method: str, dataset_id: str, seed: int = 42, iters: int | None = None,
+            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``method`` on ``dataset_id``'s train split and score the SVM protocol (this
     process; single thread)."""
     import numpy as np
@@ -184,7 +195,7 @@ def run_one(method: str, dataset_id: str, seed: int = 42, iters: int | None = No
     torch.set_num_threads(1)
     data = load(dataset_id)
     n_values = int(np.asarray(data.x_train).size)
-    cfg = method_config(method, dataset_id, n_values, iters)
+    cfg = method_config(method, dataset_id, n_values, iters, overrides)
     if method == "ts2vec":
         fit = T.fit
     else:
@@ -210,7 +221,7 @@ def run_one(method: str, dataset_id: str, seed: int = 42, iters: int | None = No
 
 
 def run_in_subprocess(method: str, d: dict[str, Any], seed: int, iters: int | None,
-                      timeout: float) -> dict[str, Any]:
+                      timeout: float, sets: list[str] | None = None) -> dict[str, Any]:
     """:func:`run_one` in a single-threaded child process with a wall-clock cap; a timeout or
     failure gives ``{"status": "skipped", "reason": ...}``."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
@@ -220,6 +231,8 @@ def run_in_subprocess(method: str, d: dict[str, Any], seed: int, iters: int | No
                method, "--seed", str(seed), "--worker-out", str(out)]
         if iters is not None:
             cmd += ["--iters", str(iters)]
+        for item in sets or []:
+            cmd += ["--set", item]
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -342,20 +355,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--retry-skipped", action="store_true", help="rerun the skipped datasets")
     ap.add_argument("--name", default=None, help="results file stem")
     ap.add_argument("--report-only", action="store_true", help="only rewrite the Markdown")
+    ap.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                    help="override a config field (repeatable)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        res = run_one(args.method, args.worker, args.seed, args.iters)
+        res = run_one(args.method, args.worker, args.seed, args.iters,
+                      parse_overrides(args.set))
         Path(args.worker_out).write_text(json.dumps(res))
         return
     json_path, md_path = results_paths(args.method, args.name)
     res = load_results(json_path)
     note = ("official configuration (repr 320, hidden 64, depth 10, batch 8, lr 1e-3, "
             "200 / 600 iterations)" if args.method == "ts2vec" else
-            "TS2Vec backbone, AutoTCL default augmenter/loss settings, TS2Vec's budget "
-            "(batch 8, lr 1e-3, 200 / 600 iterations, window 3000; no released classification "
-            "config)")
+            "our classification setting (no released config): TS2Vec backbone and budget "
+            "(batch 8, lr 1e-3, 200 / 600 iterations, window 3000), the paper's timestamp "
+            "mask on the view, dot-product global loss, AutoTCL's default augmenter")
+    overrides = parse_overrides(args.set)
+    if overrides:
+        note += ", overridden: " + ", ".join(f"{k}={v}" for k, v in overrides.items())
     if args.iters is not None:
         note += f", iterations overridden to {args.iters}"
     res.update(method=args.method, seed=args.seed, config_note=note,
@@ -371,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
         if prev is not None and not args.force and not (
                 args.retry_skipped and prev.get("status") != "ok"):
             continue
-        r = run_in_subprocess(args.method, d, args.seed, args.iters, args.timeout)
+        r = run_in_subprocess(args.method, d, args.seed, args.iters, args.timeout, args.set)
         r.update(name=d["name"], archive=d["archive"], id=d["id"],
                  reference=reference(args.method, d["archive"], d["name"]))
         res["datasets"][d["id"]] = r

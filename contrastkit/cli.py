@@ -513,7 +513,9 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     rows = []
     for name in list_methods():
         spec = get_method(name)
-        presets = ", ".join(spec.presets) if spec.presets else "-"
+        names = list(spec.presets)
+        presets = ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
+        presets = presets or "-"
         rows.append((name, spec.default_dataset, presets, spec.description))
     print(_table(("method", "default dataset", "presets", "description"), rows)
           if rows else "(no methods available)")

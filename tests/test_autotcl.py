@@ -38,7 +38,14 @@ def test_config_presets_and_registry():
     with pytest.raises(ValueError, match="dataset"):
         A.AutoTCLConfig.preset("weather")
     spec = get_method("autotcl")
-    assert spec.config_cls is A.AutoTCLConfig and set(spec.presets) == {"etth1", "etth2", "ettm1"}
+    assert spec.config_cls is A.AutoTCLConfig
+    assert {"etth1", "etth2", "ettm1", "ucr-beef", "uea-basicmotions"} <= set(spec.presets)
+    assert spec.presets["ucr-beef"] == A.CLASSIFICATION
+    c = A.AutoTCLConfig.classification("ucr-beef")
+    assert (c.backbone, c.lr, c.batch_size, c.epochs, c.iters, c.global_similarity,
+            c.view_timestamp_mask) == ("ts2vec", 1e-3, 8, None, None, "dot", True)
+    with pytest.raises(ValueError, match="epochs"):
+        A.AutoTCLConfig(epochs=0)
 
 
 def _tfd_reference(tfd: A.TrendDisentangler, h: torch.Tensor) -> torch.Tensor:
@@ -215,6 +222,46 @@ def test_global_loss_against_float64_reference():
         torch.testing.assert_close(a, b)
 
 
+
+@pytest.mark.parametrize("objective,similarity", [("global_local", "cosine"),
+                                                  ("global_local", "dot"),
+                                                  ("hierarchical", "cosine")])
+def test_encoder_loss_one_pass_matches_separate_passes(objective, similarity):
+    """The encoder step encodes ``[x; v]`` in one pass; it must equal encoding ``x`` and ``v``
+    separately, with ``L_g`` in float64 from loops (cosine or dot) and the hierarchical option
+    equal to TS2Vec's loss on the two encodings, gradients included."""
+    from contrastkit.seqcl.hierarchical import hierarchical_contrastive_loss
+    torch.manual_seed(0)
+    cfg = A.AutoTCLConfig(**SMALL, local_weight=0.0, global_similarity=similarity,
+                          encoder_objective=objective)
+    method = A.AutoTCL(cfg, input_dims=3).double()
+    x = torch.randn(4, 40, 3, dtype=torch.float64)
+    v = torch.rand_like(x) * x
+    method.augment = lambda inp: (v, None, None, None)
+    got = method.encoder_loss(x)
+    g_got = torch.autograd.grad(got, list(method.encoder.parameters()))
+    zx, zv = method.encoder(x), method.encoder(v)
+    if objective == "hierarchical":
+        ref = hierarchical_contrastive_loss(zx, zv)
+    else:
+        px, pv = zx.amax(1), zv.amax(1)
+        rows = []
+        for i in range(4):
+            if similarity == "dot":
+                s = torch.stack([px[i] @ pv[j] for j in range(4)])
+            else:
+                s = torch.stack([F.cosine_similarity(px[i], pv[j], dim=0) for j in range(4)])
+            rows.append(torch.logsumexp(s, 0) - s[i])
+        ref = torch.stack(rows).mean()
+    torch.testing.assert_close(got, ref)
+    for a, b in zip(g_got, torch.autograd.grad(ref, list(method.encoder.parameters()))):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="global_similarity"):
+        A.AutoTCLConfig(global_similarity="l2")
+    with pytest.raises(ValueError, match="encoder_objective"):
+        A.AutoTCLConfig(encoder_objective="infonce")
+
+
 def _local_reference(z: torch.Tensor, k: int, start: int) -> torch.Tensor:
     """InfoTS/AutoTCL ``local_infoNCE`` built from its label matrices, every series averaged."""
     z = F.normalize(z, dim=2)
@@ -383,3 +430,22 @@ def test_run_and_evaluate_roundtrip(tmp_path):
     assert res.embeddings.shape == (14400, 16) and set(res.metrics) >= {"mse@24", "mse", "mae"}
     again = A.evaluate(cfg, res.embeddings, ctx)
     assert again["mse@24"] == pytest.approx(res.metrics["mse@24"], rel=1e-6)
+
+
+def test_fit_without_epochs_uses_ts2vec_budget(monkeypatch):
+    """``epochs=None, iters=None`` (the classification setting) trains for TS2Vec's budget of
+    the training array's size; ``iters`` still caps it."""
+    seen = []
+
+    def budget(n_values):
+        seen.append(n_values)
+        return 3
+
+    monkeypatch.setattr(A, "default_iters", budget)
+    x = np.random.default_rng(0).normal(size=(6, 40, 2)).astype(np.float32)
+    cfg = A.AutoTCLConfig(**{**SMALL, "max_train_length": 40}, epochs=None)
+    _, trainer = A.fit(cfg, x, seed=0)
+    assert trainer.stats["steps"] == 3 and seen == [x.size]
+    _, trainer = A.fit(A.AutoTCLConfig(**{**SMALL, "max_train_length": 40}, epochs=None,
+                                       iters=2), x, seed=0)
+    assert trainer.stats["steps"] == 2

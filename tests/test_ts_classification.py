@@ -64,7 +64,7 @@ def test_resume_force_and_retry_skipped(bench, tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "RESULTS", tmp_path)
     calls = []
 
-    def fake(method, d, seed, iters, timeout):
+    def fake(method, d, seed, iters, timeout, sets=None):
         calls.append(d["name"])
         if d["name"] == "GunPoint" and calls.count("GunPoint") == 1:
             return {"status": "skipped", "reason": "over the per-dataset cap", "wall_s": timeout}

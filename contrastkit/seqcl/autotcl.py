@@ -45,9 +45,8 @@ Backbone ``f`` (spec 3.1, ``backbone="cost"``, what produced Table 1): TS2Vec's 
 followed by CoST's trend feature disentangler (:class:`TrendDisentangler`: the mean of 8 causal
 convolutions, kernels 1..128; CoST's seasonal branch is removed). ``backbone="ts2vec"`` uses the
 TS2Vec encoder alone (the paper's classification setting, workshop Table 8; its training script and
-hyperparameters were not released, so classification runs use these forecasting defaults unless
-overridden); with it ``aug_divergence="tcn_view"`` uses the encoder output (there is no separate
-TCN stage).
+hyperparameters were not released: see :data:`CLASSIFICATION` for ours); with it
+``aug_divergence="tcn_view"`` uses the encoder output (there is no separate TCN stage).
 
 Paper vs released code (spec section 8) — each is a named option; the default is the code:
 
@@ -92,6 +91,15 @@ released and tune nothing further on test. The released training script does not
 ``aug_depth`` to the model, so the augmentation network always has the class default depth 3
 (``config.py``'s ``aug_depth`` 1 / 2 / 1 has no effect); ``aug_depth=3`` reproduces that.
 
+Classification (UCR / UEA; :data:`CLASSIFICATION`, :meth:`AutoTCLConfig.classification`, applied
+by the CLI to every UCR / UEA id): TS2Vec backbone and budget, the paper's Delta_v, and a
+dot-product global loss (``global_similarity="dot"``, InfoTS's). With the code's cosine at
+temperature 1 the loss does not depend on the representation norm, AdamW at lr 1e-3 grows it
+without bound (max-pooled representation std 0.1 -> 27 in 200 steps on SonyAIBORobotSurface1)
+and the SVM accuracy falls below an untrained encoder's; the dot product keeps it bounded.
+``encoder_objective="hierarchical"`` (TS2Vec's loss between ``f(x)`` and ``f(v)``) is the other
+option we measured.
+
 Evaluation is TS2Vec's (:mod:`contrastkit.seqcl.ts2vec`): causal sliding encoding with 200 steps
 of context and the SWA encoder, ridge per horizon, ``mse@H`` / ``mae@H`` and their means;
 classification by the SVM protocol on max-pooled representations.
@@ -114,8 +122,9 @@ from ..core.engine import contrastive_loss
 from ..core.method import ContrastiveMethod
 from ..core.trainer import Trainer
 from ..registry import MethodSpec, RunContext, RunResult, register
-from .hierarchical import AveragedEncoder, TSEncoder, encode_full
-from .ts2vec import SeriesBatches, prepare_train_data, run_protocol
+from .hierarchical import (AveragedEncoder, TSEncoder, encode_full, generate_mask,
+                           hierarchical_contrastive_loss)
+from .ts2vec import SeriesBatches, default_iters, prepare_train_data, run_protocol
 
 __all__ = ["AutoTCLConfig", "AutoTCL", "PRESETS", "TrendDisentangler", "CoSTEncoder",
            "LastStep", "Augmenter", "hard_concrete", "expected_l0", "sparsity_hinge",
@@ -142,6 +151,18 @@ PRESETS: dict[str, dict[str, Any]] = {
                   hard_mask=False),
 }
 
+#: our classification setting (the paper's classification runs use a TS2Vec encoder, but their
+#: script and hyperparameters were never released): TS2Vec's encoder, batch, learning rate,
+#: window and budget (``epochs=None``: 200 steps, 600 above 100,000 training values), the
+#: paper's latent timestamp mask on the view (Delta_v), and InfoTS's dot-product global loss
+#: (AutoTCL's cosine at temperature 1 is scale-invariant and AdamW then grows the
+#: representation norm without bound at lr 1e-3; see the README). Chosen on a train-only
+#: criterion (leave-one-out 1-NN on the training representations of four UCR sets), never on
+#: test labels. Applied by the CLI to every UCR / UEA dataset.
+CLASSIFICATION: dict[str, Any] = dict(backbone="ts2vec", batch_size=8, lr=1e-3,
+                                      max_train_length=3000, epochs=None,
+                                      global_similarity="dot", view_timestamp_mask=True)
+
 
 @dataclass
 class AutoTCLConfig:
@@ -156,7 +177,8 @@ class AutoTCLConfig:
         lr, meta_lr, weight_decay, optimizer: encoder / augmenter learning rates, AdamW decay.
         batch_size, max_train_length: batch (capped at the number of training sections) and
             window; the train series is cut into ``T // max_train_length`` sections.
-        epochs, iters: passes over the sections; ``iters`` caps the optimiser steps.
+        epochs, iters: passes over the sections; ``iters`` caps the optimiser steps. Both
+            ``None``: TS2Vec's budget (200 steps, 600 above 100,000 training values).
         local_weight (alpha), reg_weight (beta), regular_weight (lambda): loss weights.
         gamma_zeta, gumbel_bias, hard_mask: the hard-concrete mask (stretch, noise range,
             straight-through binarisation).
@@ -166,6 +188,11 @@ class AutoTCLConfig:
         ratio_step: ``M``: the augmenter is stepped every ``M``-th iteration.
         view_timestamp_mask, aug_divergence, concrete, sparsity, consistency, mask_shape,
             local_loss, swa_include_init: paper-vs-code switches (module docstring).
+        global_similarity: ``L_g``'s similarity: ``"cosine"`` (AutoTCL's code) or ``"dot"``
+            (InfoTS's, which AutoTCL's global loss was adapted from).
+        encoder_objective: ``"global_local"`` (``L_g + alpha L_l``, paper Eq. 16) or
+            ``"hierarchical"``: TS2Vec's hierarchical loss between ``f(x)`` and ``f(v)`` (plus
+            ``alpha L_l``), the augmenter plugged into TS2Vec's objective.
         swa: encode with the running weight average (official).
         tfd_impl: ``"fft"`` (exact, fast on CPU) or ``"direct"`` convolution for the TFD.
         sliding_padding, encode_batch_size, pred_lens, max_ridge_samples, max_svm_train:
@@ -189,7 +216,7 @@ class AutoTCLConfig:
     optimizer: str = "adamw"
     batch_size: int = 32
     max_train_length: int = 257
-    epochs: int = 115
+    epochs: int | None = 115
     iters: int | None = None
     local_weight: float = 0.3
     reg_weight: float = 0.003
@@ -208,6 +235,8 @@ class AutoTCLConfig:
     consistency: str = "code"
     mask_shape: str = "channel"
     local_loss: str = "code"
+    global_similarity: str = "cosine"
+    encoder_objective: str = "global_local"
     swa: bool = True
     swa_include_init: bool = True
     tfd_impl: str = "fft"
@@ -219,10 +248,10 @@ class AutoTCLConfig:
 
     def __post_init__(self) -> None:
         check_ints(self, ("output_dims", "hidden_dims", "aug_dim", "aug_hidden_dims", "batch_size",
-                          "max_train_length", "epochs", "ratio_step", "encode_batch_size",
+                          "max_train_length", "ratio_step", "encode_batch_size",
                           "max_ridge_samples", "max_svm_train"))
         check_ints(self, ("depth", "aug_depth", "sliding_padding"), minimum=0)
-        check_ints(self, ("iters",), allow_none=True)
+        check_ints(self, ("iters", "epochs"), allow_none=True)
         if isinstance(self.local_segments, bool) or not isinstance(self.local_segments, int) \
                 or self.local_segments < 4:
             raise ValueError(f"local_segments: expected an int >= 4, got {self.local_segments!r}")
@@ -249,6 +278,9 @@ class AutoTCLConfig:
         check_choice("consistency", self.consistency, ("code", "paper"))
         check_choice("mask_shape", self.mask_shape, ("channel", "time"))
         check_choice("local_loss", self.local_loss, ("code", "paper"))
+        check_choice("global_similarity", self.global_similarity, ("cosine", "dot"))
+        check_choice("encoder_objective", self.encoder_objective,
+                     ("global_local", "hierarchical"))
         check_choice("tfd_impl", self.tfd_impl, ("fft", "direct"))
         if self.pred_lens is not None:
             self.pred_lens = tuple(int(h) for h in self.pred_lens)
@@ -262,6 +294,11 @@ class AutoTCLConfig:
         if key not in PRESETS:
             raise ValueError(f"dataset: expected one of {sorted(PRESETS)}, got {dataset!r}")
         return cls(dataset=key, **{**PRESETS[key], **overrides})
+
+    @classmethod
+    def classification(cls, dataset: str, **overrides: Any) -> "AutoTCLConfig":
+        """Our classification setting (:data:`CLASSIFICATION`) on ``dataset`` + overrides."""
+        return cls(dataset=dataset, **{**CLASSIFICATION, **overrides})
 
 
 # ------------------------------------------------------------------------------ backbone
@@ -516,10 +553,12 @@ def mmd_loss(x: Tensor, y: Tensor, kernel_mul: float = 2.0, kernel_num: int = 5)
     return (k[:n, :n] + k[n:, n:] - k[:n, n:] - k[n:, :n]).mean()
 
 
-def global_loss(zx: Tensor, zv: Tensor, temperature: float = 1.0) -> Tensor:
-    r"""Paper Eq. 13: InfoNCE of the instance vectors ``z_x, z_v [B, D]``, cosine similarity,
-    anchor ``x`` only, positive the own view, negatives the other views."""
-    return contrastive_loss(zx, zv, positives="aligned", similarity="cosine",
+def global_loss(zx: Tensor, zv: Tensor, temperature: float = 1.0,
+                similarity: str = "cosine") -> Tensor:
+    r"""Paper Eq. 13: InfoNCE of the instance vectors ``z_x, z_v [B, D]``, anchor ``x`` only,
+    positive the own view, negatives the other views; ``similarity`` ``"cosine"`` (AutoTCL's
+    code) or ``"dot"`` (InfoTS's unnormalised dot product)."""
+    return contrastive_loss(zx, zv, positives="aligned", similarity=similarity,
                             temperature=temperature)
 
 
@@ -674,9 +713,18 @@ class AutoTCL(AveragedEncoder, ContrastiveMethod):
         c = self.config
         with torch.no_grad():
             v = self.augment(x)[0]
-        hx = self._features(x)
-        hv = self._features(v, "binomial" if c.view_timestamp_mask else None)
-        loss = global_loss(hx.amax(1), hv.amax(1))
+        # one encoder pass over [x; v]: the trend disentangler's kernel transform (the costly
+        # part of its backward) is computed once per step instead of once per view
+        b, t = x.shape[:2]
+        mask = torch.ones(2 * b, t, dtype=torch.bool, device=x.device)
+        if c.view_timestamp_mask:
+            mask[b:] = generate_mask(b, t, "binomial", device=x.device)
+        h = self._features(torch.cat([x, v]), mask)
+        hx, hv = h[:b], h[b:]
+        if c.encoder_objective == "hierarchical":
+            loss = hierarchical_contrastive_loss(hx, hv)
+        else:
+            loss = global_loss(hx.amax(1), hv.amax(1), similarity=c.global_similarity)
         if c.local_weight:
             local_in = hx[:1] if c.local_loss == "code" else hv
             loss = loss + c.local_weight * local_loss(local_in, c.local_segments)
@@ -708,14 +756,18 @@ class AutoTCL(AveragedEncoder, ContrastiveMethod):
 def fit(config: AutoTCLConfig, train: np.ndarray, *, seed: int = 0, device: str = "cpu",
         progress: bool = False, out_dir: Any = None) -> tuple[AutoTCL, Trainer]:
     """Train AutoTCL on ``train [N, T, C]``: sections of ``max_train_length`` (NaN -> 0, as the
-    released code), ``epochs`` shuffled passes (drop last), at most ``iters`` steps."""
+    released code), ``epochs`` shuffled passes (drop last), at most ``iters`` steps; both
+    ``None``: TS2Vec's budget for the size of ``train``."""
+    iters = config.iters
+    if iters is None and config.epochs is None:
+        iters = default_iters(int(np.asarray(train).size))
     x = prepare_train_data(np.asarray(train, dtype=np.float32), config.max_train_length)
     x = np.nan_to_num(x)
-    loader = SeriesBatches(torch.from_numpy(x), config.batch_size, max_steps=config.iters,
-                           seed=seed)
+    loader = SeriesBatches(torch.from_numpy(x), config.batch_size, max_steps=iters, seed=seed)
     epochs = config.epochs
-    if config.iters is not None:
-        epochs = min(epochs, math.ceil(config.iters / loader.steps_per_epoch))
+    if iters is not None:
+        cap = math.ceil(iters / loader.steps_per_epoch)
+        epochs = cap if epochs is None else min(epochs, cap)
     torch.manual_seed(seed)
     method = AutoTCL(config, x.shape[-1])
     trainer = Trainer(epochs, device=device, seed=seed, progress=progress, out_dir=out_dir,
@@ -736,9 +788,17 @@ def evaluate(config: AutoTCLConfig, embeddings: Tensor, ctx: RunContext) -> dict
     return _ts2vec_evaluate(config, embeddings, ctx)
 
 
+def _classification_ids() -> list[str]:
+    """The registered UCR / UEA dataset ids (they get :data:`CLASSIFICATION` in the CLI)."""
+    from ..datasets import registry as datasets_registry
+    return [d.id for d in datasets_registry.registered("timeseries")
+            if d.id.startswith(("ucr-", "uea-"))]
+
+
 register(MethodSpec(
     name="autotcl", config_cls=AutoTCLConfig, run=run, evaluate=evaluate,
     description="AutoTCL: learned factorised augmentation (mask x positive scaling) + CoST-style "
                 "encoder (forecasting: ridge on causal reps; classification: SVM)",
     default_dataset="etth1",
-    presets={k: dict(v) for k, v in PRESETS.items()}))
+    presets={**{k: dict(v) for k, v in PRESETS.items()},
+             **{ds: dict(CLASSIFICATION) for ds in _classification_ids()}}))
