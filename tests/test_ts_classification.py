@@ -110,3 +110,34 @@ def test_ts2vec_learns_smoothsubspace(bench):
                               T.encode_full(enc, d.x_test).numpy(), d.y_test)["acc"]
     assert r["acc"] >= 0.93, r
     assert r["acc"] > u + 0.03, (r["acc"], u)
+
+
+def test_autotcl_config_and_overrides(bench):
+    """``--method autotcl`` uses the classification setting with TS2Vec's budget; ``--set``
+    overrides fields (how the cosine-loss results were produced)."""
+    cfg = bench.method_config("autotcl", "ucr-beef", 1000, None)
+    assert (cfg.backbone, cfg.iters, cfg.global_similarity, cfg.view_timestamp_mask) == (
+        "ts2vec", 200, "dot", True)
+    cfg = bench.method_config("autotcl", "ucr-beef", 200_000, None, bench.parse_overrides(
+        ["global_similarity=cosine", "view_timestamp_mask=false"]))
+    assert (cfg.iters, cfg.global_similarity, cfg.view_timestamp_mask) == (600, "cosine", False)
+
+
+def test_autotcl_variant_selection_criterion():
+    """The train-only criterion that chose AutoTCL's classification setting: leave-one-out
+    1-NN (cosine) against a brute-force loop, and the Markdown means."""
+    spec = importlib.util.spec_from_file_location(
+        "autotcl_variants_bench", _PATH.parent / "autotcl_classification_variants.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=(12, 3)), rng.integers(0, 3, 12)
+    hits = 0
+    for i in range(12):
+        sims = [z[i] @ z[j] / np.linalg.norm(z[i]) / np.linalg.norm(z[j]) if j != i else -np.inf
+                for j in range(12)]
+        hits += y[int(np.argmax(sims))] == y[i]
+    assert mod.loo_1nn(z, y) == pytest.approx(hits / 12)
+    rows = [{"dataset": d, "variant": "dot_dv", "train_loo1nn": a, "acc": 0.5, "std": 1.0}
+            for d, a in (("A", 0.2), ("B", 0.6))]
+    assert "| dot_dv | 0.200 / 0.500 / 1 | 0.600 / 0.500 / 1 | 0.400 | 0.500 |" in mod.render(rows)
