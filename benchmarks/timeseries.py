@@ -15,6 +15,8 @@ ETTh1) and our TS2Vec row from ``results/ts2vec_DATASET*.json`` when present.
     OMP_NUM_THREADS=1 python benchmarks/timeseries.py --dataset etth1 --untrained --name ts2vec_etth1_quick
     OMP_NUM_THREADS=1 python benchmarks/timeseries.py --dataset etth2 --name ts2vec_etth2
     OMP_NUM_THREADS=1 python benchmarks/timeseries.py --method autotcl --dataset etth1
+    OMP_NUM_THREADS=1 python benchmarks/timeseries.py --method autotcl --dataset etth2 --seed 0 --name autotcl_etth2_seed0
+    python benchmarks/timeseries.py --seed-summary     # mean +- std over the saved seeds
 """
 
 from __future__ import annotations
@@ -182,5 +184,52 @@ def main_autotcl(args: argparse.Namespace) -> None:
     print(md)
 
 
+def seed_summary(results: Path = RESULTS) -> str:
+    """Average MSE / MAE per run of every saved AutoTCL and TS2Vec forecasting result
+    (``{method}_{dataset}*.json``) and the mean +- std over seeds per method and dataset;
+    writes ``results/timeseries_seeds.{json,md}`` and returns the Markdown."""
+    import numpy as np
+    runs = []
+    for path in sorted(results.glob("*_ett*.json")):
+        r = json.loads(path.read_text())
+        method = r.get("method", "ts2vec")
+        m = r.get(method)
+        if not isinstance(m, dict) or "mse" not in m or r.get("iters") != r.get("official_iters"):
+            continue  # shortened runs (--iters) are not comparable
+        runs.append({"file": path.name, "method": method, "dataset": r["dataset"],
+                     "seed": r["seed"], "mse": m["mse"], "mae": m["mae"],
+                     "published_mse": r["published"].get("mse")})
+    lines = ["| method | dataset | seeds | avg MSE per seed | mean +- std MSE | mean MAE | "
+             "published MSE | mean vs published |", "|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["method"], r["dataset"]), []).append(r)
+    summary = []
+    for (method, dataset), rs in sorted(groups.items()):
+        mse = np.array([r["mse"] for r in rs])
+        pub = rs[0]["published_mse"]
+        row = {"method": method, "dataset": dataset, "seeds": [r["seed"] for r in rs],
+               "mse_mean": float(mse.mean()), "mse_std": float(mse.std(ddof=1)) if len(rs) > 1
+               else 0.0, "mae_mean": float(np.mean([r["mae"] for r in rs])),
+               "published_mse": pub}
+        summary.append(row)
+        rel = "-" if pub is None else f"{(row['mse_mean'] / pub - 1) * 100:+.1f} %"
+        lines.append(f"| {method} | {dataset} | {', '.join(str(r['seed']) for r in rs)} | "
+                     + ", ".join(f"{r['mse']:.3f}" for r in rs)
+                     + f" | {row['mse_mean']:.3f} +- {row['mse_std']:.3f} | "
+                     f"{row['mae_mean']:.3f} | {'-' if pub is None else f'{pub:.3f}'} | {rel} |")
+    md = ("Univariate forecasting, average over the horizons, every saved run at the official "
+          "budget (`benchmarks/results/{method}_{dataset}*.json`); std over seeds (ddof 1).\n\n"
+          + "\n".join(lines) + "\n")
+    (results / "timeseries_seeds.json").write_text(json.dumps({"runs": runs,
+                                                               "summary": summary}, indent=2))
+    (results / "timeseries_seeds.md").write_text(md)
+    return md
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if sys.argv[1:] == ["--seed-summary"]:
+        print(seed_summary())
+    else:
+        main()
