@@ -1,0 +1,41 @@
+"""benchmarks/timeseries.py: the mean +- std over seeds of the saved forecasting runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).parents[1] / "benchmarks" / "timeseries.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("timeseries_bench", _PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _write(path: Path, method: str, seed: int, mse: float, iters: int = 80) -> None:
+    path.write_text(json.dumps({
+        "dataset": "etth2", "seed": seed, "method": method, "iters": iters,
+        "official_iters": 80, method: {"mse": mse, "mae": 2 * mse},
+        "published": {"mse": 0.158}}))
+
+
+def test_seed_summary_groups_runs_and_skips_shortened_ones(tmp_path):
+    bench = _load()
+    _write(tmp_path / "autotcl_etth2.json", "autotcl", 42, 0.177)
+    _write(tmp_path / "autotcl_etth2_seed0.json", "autotcl", 0, 0.163)
+    _write(tmp_path / "autotcl_etth2_seed1.json", "autotcl", 1, 0.149)
+    _write(tmp_path / "autotcl_etth2_short.json", "autotcl", 5, 9.0, iters=3)  # not comparable
+    md = bench.seed_summary(tmp_path)
+    got = json.loads((tmp_path / "timeseries_seeds.json").read_text())["summary"]
+    assert len(got) == 1 and got[0]["seeds"] == [42, 0, 1]
+    assert got[0]["mse_mean"] == pytest.approx(0.163)
+    assert got[0]["mse_std"] == pytest.approx(0.014)  # sample std of 0.177, 0.163, 0.149
+    assert got[0]["mae_mean"] == pytest.approx(0.326)
+    assert "| autotcl | etth2 | 42, 0, 1 | 0.177, 0.163, 0.149 | 0.163 +- 0.014 |" in md
+    assert "+3.2 %" in md
