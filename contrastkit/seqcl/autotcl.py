@@ -320,6 +320,54 @@ def _fft_size(n: int) -> int:
     return best
 
 
+class _RightAlignedMean(torch.autograd.Function):
+    """Mean of kernels ``[O, I, k_j]`` right-aligned into ``[O, I, max k_j]`` (zeros on the
+    left); the backward hands each kernel its slice of the gradient (no padded copies)."""
+
+    @staticmethod
+    def forward(ctx: Any, *weights: Tensor) -> Tensor:  # type: ignore[override]
+        kmax = max(w.size(-1) for w in weights)
+        ctx.sizes = [w.size(-1) for w in weights]
+        out = weights[0].new_zeros(weights[0].size(0), weights[0].size(1), kmax)
+        for w in weights:
+            out[..., kmax - w.size(-1):] += w
+        return out / len(weights)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+        kmax, m = grad.size(-1), len(ctx.sizes)
+        return tuple(grad[..., kmax - k:] / m for k in ctx.sizes)
+
+
+class _KernelSpectrum(torch.autograd.Function):
+    r"""``W [O, I, K] -> rfft(flip(W), n)`` laid out ``[F, I, O]`` (what the frequency-domain
+    product needs), with a hand-written backward.
+
+    The adjoint of a zero-padded real FFT is a real inverse FFT: for ``y_f = sum_j w_j
+    e^{-2 pi i f j / n}`` (``f = 0 .. n // 2``) and PyTorch's conjugate gradient ``g_f``,
+    ``dL/dw_j = Re sum_f g_f e^{2 pi i f j / n} = (n / 2) irfft(g')_j`` with ``g'`` = ``g`` whose
+    ``f = 0`` bin (and the Nyquist bin when ``n`` is even) is doubled. This replaces autograd's
+    complex-to-complex backward (zero-fill, full complex transform, copy), the costliest part of
+    the trend disentangler's backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, w: Tensor, n: int) -> Tensor:  # type: ignore[override]
+        ctx.n, ctx.k = n, w.size(-1)
+        return torch.fft.rfft(w.flip(-1), n=n).permute(2, 1, 0).contiguous()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        n, k = ctx.n, ctx.k
+        # (n / 2) irfft(g) counts the f = 0 (and Nyquist) bin once instead of twice: add it back
+        gw = torch.fft.irfft(grad, n=n, dim=0)[:k] * (n / 2)  # [K, I, O]
+        gw = gw + grad[0].real / 2
+        if n % 2 == 0:
+            sign = 1.0 - 2.0 * (torch.arange(k, device=grad.device) % 2).to(gw.dtype)
+            gw = gw + sign[:, None, None] * grad[-1].real / 2
+        return gw.permute(2, 1, 0).flip(-1), None
+
+
 class TrendDisentangler(nn.Module):
     r"""CoST's trend feature disentangler, a mean of causal convolutions ``[B, T, I] -> [B, T, O]``:
 
@@ -342,11 +390,9 @@ class TrendDisentangler(nn.Module):
 
     def combined(self) -> tuple[Tensor, Tensor]:
         """The equivalent single causal kernel ``W [O, I, K_max]`` and bias ``b [O]``."""
-        kmax = max(self.kernels)
-        w = sum(F.pad(c.weight, (kmax - c.weight.size(-1), 0)) for c in self.convs)
-        b = sum(c.bias for c in self.convs)
-        n = len(self.convs)
-        return w / n, b / n
+        w = _RightAlignedMean.apply(*(c.weight for c in self.convs))
+        b = sum(c.bias for c in self.convs) / len(self.convs)
+        return w, b
 
     def forward(self, h: Tensor, *, last_only: bool = False) -> Tensor:
         w, b = self.combined()
@@ -363,8 +409,8 @@ class TrendDisentangler(nn.Module):
             return (F.conv1d(F.pad(x, (k - 1, 0)), w, b)).transpose(1, 2)
         n = _fft_size(t + k - 1)
         xf = torch.fft.rfft(x, n=n)                      # [B, I, F]
-        wf = torch.fft.rfft(w.flip(-1), n=n)             # [O, I, F]
-        yf = torch.bmm(xf.permute(2, 0, 1), wf.permute(2, 1, 0))  # [F, B, O]
+        wf = _KernelSpectrum.apply(w, n)                 # [F, I, O]
+        yf = torch.bmm(xf.permute(2, 0, 1), wf)          # [F, B, O]
         y = torch.fft.irfft(yf.permute(1, 2, 0), n=n)[..., :t]
         return (y + b[:, None]).transpose(1, 2)
 
