@@ -183,7 +183,6 @@ def method_config(method: str, dataset_id: str, n_values: int, iters: int | None
     return A.AutoTCLConfig.classification(dataset_id, **{"iters": budget, **(overrides or {})})
 
 
-
 def run_one(method: str, dataset_id: str, seed: int = 42, iters: int | None = None,
             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``method`` on ``dataset_id``'s train split and score the SVM protocol (this
