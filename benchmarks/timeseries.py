@@ -68,7 +68,12 @@ def main() -> None:
     ap.add_argument("--name", default=None, help="results file stem (default METHOD_DATASET)")
     ap.add_argument("--dataset", default="etth1", choices=sorted(PUBLISHED_ALL))
     ap.add_argument("--method", default="ts2vec", choices=("ts2vec", "autotcl"))
+    ap.add_argument("--seed-summary", action="store_true",
+                    help="only tabulate the saved runs: mean +- std over seeds")
     args = ap.parse_args()
+    if args.seed_summary:
+        print(seed_summary())
+        return
     if args.method == "autotcl":
         return main_autotcl(args)
     name = args.name or f"ts2vec_{args.dataset}"
@@ -228,8 +233,4 @@ def seed_summary(results: Path = RESULTS) -> str:
 
 
 if __name__ == "__main__":
-    import sys
-    if sys.argv[1:] == ["--seed-summary"]:
-        print(seed_summary())
-    else:
-        main()
+    main()

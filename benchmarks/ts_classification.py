@@ -167,7 +167,8 @@ def dataset_list(which: str, root: Path | None = None) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------ one dataset
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``--set`` items -> dict (:func:`contrastkit.core.config.parse_overrides`)."""
+    """``--set`` items -> dict (:func:`contrastkit.core.config.parse_overrides`, imported here so
+    that the parent process, which only schedules workers, never loads torch)."""
     from contrastkit.core.config import parse_overrides as _parse
     return _parse(items)
 
