@@ -16,13 +16,14 @@ from typing import Any, Callable
 
 def train_in_subprocess(method: str, dataset: str, seed: int, sets: list[str], device: str,
                         timeout: float,
-                        post: Callable[[Path, dict[str, Any]], dict[str, Any]] | None = None
-                        ) -> dict[str, Any]:
+                        post: Callable[[Path, dict[str, Any]], dict[str, Any]] | None = None,
+                        env: dict[str, str] | None = None) -> dict[str, Any]:
     """``contrastkit train METHOD --dataset DATASET --seed SEED --set ...`` in a subprocess.
 
     Returns the run's ``metrics.json`` plus ``wall_s``, or ``{"error", "wall_s"}`` when it fails
     or times out (recorded, not fatal). ``post(run_dir, metrics)`` may replace the metrics while
-    the run folder still exists (e.g. to score the saved embeddings).
+    the run folder still exists (e.g. to score the saved embeddings). ``env``: variables added
+    to the subprocess's environment.
     """
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "contrastkit", "train", method, "--dataset", dataset,
@@ -31,7 +32,8 @@ def train_in_subprocess(method: str, dataset: str, seed: int, sets: list[str], d
             cmd += ["--set", kv]
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                  env=None if env is None else {**os.environ, **env})
         except subprocess.TimeoutExpired:
             return {"error": f"timeout after {timeout:.0f} s", "wall_s": timeout}
         wall = time.perf_counter() - t0

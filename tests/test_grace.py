@@ -131,3 +131,18 @@ def test_gca_periodic_evaluation_through_the_cli(tmp_path):
                  "--out", str(out), "--no-progress"]) == 0
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [0, 1] and all(0 < r["micro_f1"] <= 1 for r in log)
+
+
+def test_propagation_option_builds_the_same_model(cora):
+    """``propagation`` picks the GCN's aggregation; both give the same loss on the same views."""
+    losses = []
+    for prop in ("message", "sparse"):
+        torch.manual_seed(0)
+        cfg = GCAConfig(hidden_channels=32, projection_channels=16, propagation=prop)
+        method = GRACE(cfg, cora.num_features)
+        assert method.encoder.propagation == prop
+        torch.manual_seed(1)
+        losses.append(method.training_step(cora))
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="propagation"):
+        GRACEConfig(propagation="dense")

@@ -161,6 +161,65 @@ def test_encoder_argument_errors():
         enc(data.x, data.edge_index, torch.ones(3))
 
 
+def _paired_encoders(in_channels: int, hidden: int, mid: int | None = None):
+    torch.manual_seed(0)
+    msg = GCNEncoder(in_channels, hidden, activation="prelu", mid_channels=mid,
+                     propagation="message").double()
+    sparse = GCNEncoder(in_channels, hidden, activation="prelu", mid_channels=mid).double()
+    sparse.load_state_dict(msg.state_dict())
+    for conv in msg.convs:                      # non-zero biases, so they are checked too
+        nn.init.normal_(conv.bias)
+    sparse.load_state_dict(msg.state_dict())
+    return msg, sparse
+
+
+def _assert_same_function(msg: GCNEncoder, sparse: GCNEncoder, x, edge_index, edge_weight=None):
+    outs = []
+    for enc in (msg, sparse):
+        enc.zero_grad()
+        out = enc(x, edge_index, edge_weight)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        outs.append(out)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-10, atol=1e-12)
+    for (name, p), q in zip(msg.named_parameters(), sparse.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("mid", [None, 40])     # F=8 < 2h: (A H) W first; F > mid: A (H W)
+def test_sparse_propagation_equals_pyg_message_passing(mid):
+    data = small_graph(n=40, f=24, seed=3)
+    msg, sparse = _paired_encoders(24, 16, mid)
+    assert sparse.propagation == "sparse" and msg.propagation == "message"
+    x = data.x.double()
+    _assert_same_function(msg, sparse, x, data.edge_index)
+    w = torch.rand(data.edge_index.size(1), dtype=torch.float64) + 0.1
+    _assert_same_function(msg, sparse, x, data.edge_index, w)
+    # a graph with isolated nodes and a duplicate edge
+    ei = torch.tensor([[0, 1, 1, 5], [1, 0, 0, 6]])
+    _assert_same_function(msg, sparse, x, ei)
+
+
+def test_sparse_features_take_the_csr_path_and_match():
+    from contrastkit.graphcl import encoders as E
+    n, f = 600, 2000                            # >= 2**20 entries, 1 % non-zeros: CSR input
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, f, generator=g, dtype=torch.float64)
+    x = x * (torch.rand(n, f, generator=g, dtype=torch.float64) < 0.01)
+    assert x.numel() >= E.SPARSE_FEATURE_MIN_NUMEL
+    assert E._as_sparse_features(x).layout == torch.sparse_csr
+    assert E._as_sparse_features(torch.ones(n, f)).layout == torch.strided   # too dense
+    assert E._as_sparse_features(x.requires_grad_()).layout == torch.strided  # needs its grad
+    x = x.detach()
+    ei = small_graph(n=n, f=1, seed=1).edge_index
+    msg, sparse = _paired_encoders(f, 8)
+    _assert_same_function(msg, sparse, x, ei)
+
+
+def test_propagation_argument_error():
+    with pytest.raises(ValueError, match="propagation.*'sparse'.*'dense'"):
+        GCNEncoder(8, 16, propagation="dense")
+
+
 def test_encoder_gradients_flow():
     torch.manual_seed(0)
     data = small_graph()

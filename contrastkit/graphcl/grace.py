@@ -57,7 +57,7 @@ from ..core.probes import linear_probe_cv, random_split, torch_lr_probe
 from ..core.trainer import Trainer
 from ..registry import MethodSpec, RunContext, RunResult, register
 from .augment import AdaptiveDropEdges, AdaptiveMaskFeatures, DropEdges, MaskFeatures
-from .encoders import GCNEncoder, ProjectionHead
+from .encoders import PROPAGATIONS, GCNEncoder, ProjectionHead
 from .pot import GCA_POT_PRESETS, GRACE_POT_PRESETS, POTOptions, POTPlugin
 from .sampling import NeighborBatches
 from .validate import validate_graph
@@ -78,6 +78,9 @@ class GRACEConfig(POTOptions):
         hidden_channels: ``h``, the embedding size (the first GCN layer has ``2h``).
         projection_channels: ``p``, hidden size of the projection head (output is ``h``).
         num_layers: GCN layers.
+        propagation: ``sparse`` (the normalised adjacency, and sparse features, as CSR
+            matrices) or ``message`` (PyG's ``GCNConv`` message passing); the same function
+            (see :class:`~contrastkit.graphcl.encoders.GCNEncoder`).
         activation: ``relu``, ``prelu`` (one shared slope), ``rrelu`` (GCA: fixed slope),
             ``rrelu_random``, ``elu``, ``leaky_relu``.
         drop_edge_p1, drop_edge_p2: edge-removal rates of the two views (``p_e``).
@@ -113,6 +116,7 @@ class GRACEConfig(POTOptions):
     hidden_channels: int = 128
     projection_channels: int = 128
     num_layers: int = 2
+    propagation: Literal["sparse", "message"] = "sparse"
     activation: str = "relu"
     drop_edge_p1: float = 0.2
     drop_edge_p2: float = 0.4
@@ -147,6 +151,7 @@ class GRACEConfig(POTOptions):
         check_choice("eval_protocol", self.eval_protocol, type(self).EVAL_PROTOCOLS)
         check_choice("probe_cv", self.probe_cv, ("grace", "stratified"))
         check_choice("loss_backend", self.loss_backend, ("auto", "blockwise", "fused"))
+        check_choice("propagation", self.propagation, PROPAGATIONS)
         for name in ("epochs", "hidden_channels", "projection_channels", "num_layers",
                      "eval_repeats"):
             if int(getattr(self, name)) < 1:
@@ -178,7 +183,8 @@ class GRACE(ContrastiveMethod):
         super().__init__(config)
         c = config
         self.encoder = GCNEncoder(in_channels, c.hidden_channels, c.num_layers, c.activation,
-                                  mid_channels=getattr(c, "mid_channels", None))
+                                  mid_channels=getattr(c, "mid_channels", None),
+                                  propagation=c.propagation)
         self.head = ProjectionHead(c.hidden_channels, c.projection_channels, c.hidden_channels)
         self.augment = [self._view_transform(c.drop_edge_p1, c.drop_feature_p1),
                         self._view_transform(c.drop_edge_p2, c.drop_feature_p2)]
