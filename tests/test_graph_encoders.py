@@ -215,6 +215,19 @@ def test_sparse_features_take_the_csr_path_and_match():
     _assert_same_function(msg, sparse, x, ei)
 
 
+def test_sparse_propagation_under_bf16_autocast():
+    """The CSR products run in float32 outside autocast; the result tracks float32 closely."""
+    data = small_graph(n=40, f=24, seed=3)
+    torch.manual_seed(0)
+    enc = GCNEncoder(24, 16, activation="prelu")
+    ref = enc(data.x, data.edge_index)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = enc(data.x, data.edge_index)
+    out.float().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in enc.parameters())
+    torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.05)
+
+
 def test_propagation_argument_error():
     with pytest.raises(ValueError, match="propagation.*'sparse'.*'dense'"):
         GCNEncoder(8, 16, propagation="dense")

@@ -139,12 +139,19 @@ def gcn_layer(conv: GCNConv, h: Tensor, adjacency: Tensor) -> Tensor:
     """
     weight = conv.lin.weight
     if h.layout == torch.sparse_csr:
-        out = torch.sparse.mm(adjacency, torch.sparse.mm(h, weight.t()))
+        out = _spmm(adjacency, _spmm(h, weight.t()))
     elif h.size(1) < weight.size(0):
-        out = torch.sparse.mm(adjacency, h) @ weight.t()
+        out = _spmm(adjacency, h) @ weight.t()
     else:
-        out = torch.sparse.mm(adjacency, h @ weight.t())
+        out = _spmm(adjacency, h @ weight.t())
     return out if conv.bias is None else out.add_(conv.bias)   # in place: one [N, C] less
+
+
+def _spmm(sparse: Tensor, dense: Tensor) -> Tensor:
+    """``sparse @ dense`` in the sparse matrix's dtype, outside autocast (CSR products have no
+    bf16 / fp16 kernels on CPU; the dense matmuls around them still autocast)."""
+    with torch.autocast(dense.device.type, enabled=False):
+        return torch.sparse.mm(sparse, dense.to(sparse.dtype))
 
 
 def _as_sparse_features(x: Tensor) -> Tensor:
