@@ -18,8 +18,8 @@ import contextlib
 import warnings
 from typing import Any, Callable, Iterator
 
-import torch.nn.functional as F
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
