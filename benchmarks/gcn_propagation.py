@@ -35,6 +35,14 @@ CASES = ("gcool:cs", "gcool:computers", "gca:computers")
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
 
 
+def _fmt(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), help="METHOD:DATASET ...")
@@ -73,18 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         pair = {r["propagation"]: r for r in rows
                 if (r["method"], r["dataset"]) == (method, dataset)}
         a, b = pair["message"], pair["sparse"]
-
-        def fmt(v: float | None, spec: str) -> str:
-            return "–" if v is None else format(v, spec)
-
-        ratio_t = (a["time_per_step_s"] / b["time_per_step_s"]
-                   if a["time_per_step_s"] and b["time_per_step_s"] else None)
-        ratio_m = (a["peak_mem_gib"] / b["peak_mem_gib"]
-                   if a["peak_mem_gib"] and b["peak_mem_gib"] else None)
-        lines.append(f"| {method} | {dataset} | {fmt(a['time_per_step_s'], '.2f')} | "
-                     f"{fmt(b['time_per_step_s'], '.2f')} | {fmt(ratio_t, '.1f')}x | "
-                     f"{fmt(a['peak_mem_gib'], '.1f')} | {fmt(b['peak_mem_gib'], '.1f')} | "
-                     f"{fmt(ratio_m, '.1f')}x |")
+        t, m = "time_per_step_s", "peak_mem_gib"
+        lines.append(f"| {method} | {dataset} | {_fmt(a[t], '.2f')} | {_fmt(b[t], '.2f')} | "
+                     f"{_fmt(_ratio(a[t], b[t]), '.1f')}x | {_fmt(a[m], '.1f')} | "
+                     f"{_fmt(b[m], '.1f')} | {_fmt(_ratio(a[m], b[m]), '.1f')}x |")
     text = "\n".join(lines) + "\n"
     (RESULTS / f"{args.name}.md").write_text(text)
     print(text)

@@ -25,7 +25,7 @@ from torch_geometric.nn import GCNConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import to_torch_csr_tensor
 
-from contrastkit.core.checks import check_tensor
+from contrastkit.core.checks import check_choice, check_tensor
 
 __all__ = ["GCNEncoder", "ProjectionHead", "FixedRReLU", "ACTIVATIONS", "make_activation",
            "RRELU_LOWER", "RRELU_UPPER", "PROPAGATIONS", "gcn_adjacency", "gcn_layer"]
@@ -209,9 +209,7 @@ class GCNEncoder(nn.Module):
                  activation: str | nn.Module = "relu", mid_channels: int | None = None,
                  propagation: str = "sparse") -> None:
         super().__init__()
-        if propagation not in PROPAGATIONS:
-            raise ValueError(f"propagation: expected one of {PROPAGATIONS}, got {propagation!r}")
-        self.propagation = propagation
+        self.propagation = check_choice("propagation", propagation, PROPAGATIONS)
         self.in_channels = _check_channels("in_channels", in_channels)
         self.hidden_channels = _check_channels("hidden_channels", hidden_channels)
         self.mid_channels = (2 * self.hidden_channels if mid_channels is None
