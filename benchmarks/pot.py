@@ -12,6 +12,8 @@ output). Results are rewritten after every run, so an interrupted benchmark keep
 
     OMP_NUM_THREADS=1 python benchmarks/pot.py                      # default plan
     python benchmarks/pot.py --plan cora:grace:200:0 --seeds 0 1 2 3 4
+    python benchmarks/pot.py --plan citeseer:grace:200:0 --seeds 2 3 4 --append \
+        --out benchmarks/results/pot_citeseer_spec            # add seeds to a saved run
 
 ``--plan`` items are ``dataset:base:epochs:loss_subset``.
 """
@@ -107,24 +109,37 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "pot"))
     ap.add_argument("--official", action="store_true",
                     help="also evaluate with the official swapped Planetoid masks")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the runs already in OUT.json and skip the (dataset, base, epochs, "
+                         "subset, seed, arm) combinations they cover")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     runs: list[dict] = []
-    t_start = time.perf_counter()
+    previous_wall = 0.0
+    if args.append and out.with_suffix(".json").exists():
+        saved = json.loads(out.with_suffix(".json").read_text())
+        runs = saved["runs"]
+        previous_wall = saved["meta"].get("total_wall_s", 0.0)
+    done = {(r["dataset"], r["base"], r["epochs"], r["loss_subset"], r["seed"], r["pot"])
+            for r in runs}
+    seeds = sorted(set(args.seeds) | {r["seed"] for r in runs})
+    t_start = time.perf_counter() - previous_wall
     for item in args.plan:
         ds, base, epochs, subset = item.split(":")
         data = load(ds)
         for seed in args.seeds:
             for pot in (False, True):
+                if (ds, base, int(epochs), int(subset), seed, pot) in done:
+                    continue
                 r = run_one(ds, base, pot, seed, int(epochs), int(subset), data, args.official)
                 runs.append(r)
                 print(f"{ds:9s} {base:5s} pot={pot!s:5s} seed={seed} micro_f1={r['micro_f1']:.4f} "
                       f"macro_f1={r['macro_f1']:.4f} wall={r['wall_s']:.0f}s", flush=True)
                 rows, table = summarise(runs)
                 meta = dict(total_wall_s=time.perf_counter() - t_start, plan=args.plan,
-                            seeds=args.seeds, torch=torch.__version__,
+                            seeds=seeds, torch=torch.__version__,
                             python=platform.python_version(),
                             threads=torch.get_num_threads())
                 out.with_suffix(".json").write_text(json.dumps(
@@ -132,9 +147,9 @@ def main() -> None:
                 out.with_suffix(".md").write_text(
                     "# POT vs base (paired seeds, POT evaluator, test Micro/Macro-F1 %)\n\n"
                     f"Plan `{' '.join(args.plan)}` (dataset:base:epochs:NCE subset), seeds "
-                    f"{args.seeds}, {meta['threads']} thread, total wall "
+                    f"{seeds}, {meta['threads']} thread, total wall "
                     f"{meta['total_wall_s'] / 60:.1f} min.\n\n{table}\n")
-    print(table)
+    print(summarise(runs)[1])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,58 @@
+"""benchmarks/pot.py: paired summary and ``--append`` (new seeds join a saved run, nothing reruns)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).parents[1] / "benchmarks" / "pot.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("pot_bench", _PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _fake_run(calls):
+    def run_one(dataset, base, pot, seed, epochs, subset, data, official=False):
+        calls.append((seed, pot))
+        f1 = 0.70 + 0.01 * seed + (0.02 if pot else 0.0)
+        return dict(dataset=dataset, base=base, pot=pot, seed=seed, epochs=epochs,
+                    loss_subset=subset, kappa=0.5, train_s=1.0, wall_s=1.0, final_loss=0.0,
+                    micro_f1=f1, macro_f1=f1 - 0.05)
+    return run_one
+
+
+def test_append_adds_only_missing_seeds(tmp_path, monkeypatch):
+    bench = _load()
+    calls: list = []
+    monkeypatch.setattr(bench, "run_one", _fake_run(calls))
+    monkeypatch.setattr(bench, "load", lambda name: None)
+    out = tmp_path / "pot_x"
+    argv = ["pot.py", "--plan", "cora:grace:5:0", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv + ["--seeds", "0", "1"])
+    bench.main()
+    assert calls == [(0, False), (0, True), (1, False), (1, True)]
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", argv + ["--seeds", "1", "2", "--append"])
+    bench.main()
+    assert calls == [(2, False), (2, True)]  # seed 1 was saved already
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert sorted((r["seed"], r["pot"]) for r in saved["runs"]) == [
+        (s, p) for s in (0, 1, 2) for p in (False, True)]
+    row = saved["summary"][0]
+    assert row["seeds"] == [0, 1, 2]
+    assert row["micro_f1"]["diff_mean"] == pytest.approx(0.02)
+    assert saved["meta"]["seeds"] == [0, 1, 2]
+    # without --append the saved runs are replaced
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", argv + ["--seeds", "3"])
+    bench.main()
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert [r["seed"] for r in saved["runs"]] == [3, 3]
