@@ -289,22 +289,78 @@ def test_empty_rows_give_zero_not_nan():
     assert float(loss) == 0.0 and torch.isfinite(ga).all()
 
 
-def test_blockwise_never_materialises_full_matrix(monkeypatch):
-    """Every tile the engine forms has at most block_size rows (forward and backward)."""
+def _spy_tiles(monkeypatch):
     import contrastkit.core.engine as eng
     seen = []
     for name in ("tile_stats", "tile_grad"):
         orig = getattr(eng._Plan, name)
 
-        def spy(self, s, *args, _orig=orig):
-            seen.append(s.size(0))
-            return _orig(self, s, *args)
+        def spy(self, s, *args, _orig=orig, **kwargs):
+            seen.append(tuple(s.shape))
+            return _orig(self, s, *args, **kwargs)
 
         monkeypatch.setattr(eng._Plan, name, spy)
+    return seen
+
+
+def test_blockwise_never_materialises_full_matrix(monkeypatch):
+    """Every tile the engine forms has at most block_size rows (forward and backward)."""
+    seen = _spy_tiles(monkeypatch)
+    a, b = torch.randn(100, 8, requires_grad=True), torch.randn(60, 8)
+    contrastive_loss(a, b, positives="aligned", block_size=16).backward()
+    assert max(r for r, _ in seen) == 16 and len(seen) == 2 * math.ceil(100 / 16)
+    # a self-comparison uses square tiles of the upper block triangle: 7 diagonal tiles and
+    # 21 off-diagonal ones, each of those read for its rows and (transposed) for its columns
+    seen.clear()
     z = torch.randn(100, 8, requires_grad=True)
-    loss = contrastive_loss(z, None, positives=50, block_size=16)
-    loss.backward()
-    assert max(seen) == 16 and len(seen) == 2 * math.ceil(100 / 16)
+    contrastive_loss(z, None, positives=50, block_size=16).backward()
+    assert max(max(t) for t in seen) == 16 and len(seen) == 2 * (7 + 2 * 21)
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+@pytest.mark.parametrize("form,diagonal", [("infonce", "exclude"), ("decoupled", "exclude"),
+                                           ("positive_mass", 1.5), ("soft_targets", "negative")])
+def test_symmetric_self_comparison_matches_reference(monkeypatch, similarity, form, diagonal):
+    """The upper-triangle path (self-comparison, fixed scalar temperature) against the float64
+    reference, gradients included: random pairs with duplicates, exclusions, rows whose gradient
+    is zero (``reduction="none"`` weighted) and a last block of one row."""
+    seen = _spy_tiles(monkeypatch)
+    n = 13
+    g = torch.Generator().manual_seed(5)
+    a = torch.randn(n, D, generator=g).requires_grad_(True)
+    idx = torch.stack([torch.randint(0, n, (30,), generator=g), torch.randint(0, n, (30,), generator=g)])
+    excl = torch.tensor([[0, 4, 12, 7], [9, 4, 1, 12]])
+    pos = lambda i, j: float(((idx[0] == i) & (idx[1] == j)).sum())  # noqa: E731
+    ex = {(int(i), int(j)) for i, j in excl.t()}
+    weights = torch.rand(n, generator=g) * (torch.arange(n) % 4 != 0)  # some rows get no gradient
+    ref = reference(a, None, self_contrast=True, pos=pos, excl=lambda i, j: (i, j) in ex,
+                    diagonal=diagonal, weight=lambda i, j, s: 1.0, normalize=False, form=form,
+                    reduction="none", similarity=similarity, tau=torch.tensor(0.4))
+    (gref,) = torch.autograd.grad((ref * weights).sum(), [a])
+    for bs in (1, 4, 6, 12):
+        seen.clear()
+        out = contrastive_loss(a, None, positives=Pairs(idx), exclude=Pairs(excl), temperature=0.4,
+                               similarity=similarity, form=form, diagonal=diagonal,
+                               reduction="none", block_size=bs)
+        (gout,) = torch.autograd.grad((out * weights).sum(), [a])
+        assert torch.allclose(out, ref, atol=1e-10), bs
+        assert torch.allclose(gout, gref, atol=1e-10), (bs, (gout - gref).abs().max())
+        assert max(max(t) for t in seen) == bs  # square tiles: the symmetric path ran
+
+
+def test_symmetric_path_not_taken_with_learnable_temperature(monkeypatch):
+    """A temperature with a gradient keeps the row-block path (its gradient is then exact)."""
+    seen = _spy_tiles(monkeypatch)
+    a, _, _ = _data(6)
+    tau = torch.tensor(0.6, requires_grad=True)
+    out = contrastive_loss(a, None, positives=4, temperature=tau, block_size=4)
+    ref = reference(a, None, self_contrast=True, pos=lambda i, j: float(j == (i + 4) % N),
+                    excl=lambda i, j: False, diagonal="exclude", weight=lambda i, j, s: 1.0,
+                    normalize=False, form="infonce", reduction="mean", similarity="cosine", tau=tau)
+    got = torch.autograd.grad(out, [a, tau])
+    want = torch.autograd.grad(ref, [a, tau])
+    assert all(torch.allclose(x, y, atol=1e-10) for x, y in zip(got, want))
+    assert {t[1] for t in seen} == {N}  # full-width row tiles
 
 
 @pytest.mark.parametrize("kwargs,match", [

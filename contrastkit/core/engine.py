@@ -29,6 +29,14 @@ pass (a custom :class:`torch.autograd.Function`) recomputes each tile and back-p
 incoming gradients of that block's statistics, so memory is ``O(B x M)`` and nothing of size
 ``N x M`` is kept. ``block_size=None`` computes densely (plain autograd) when ``N x M`` is small.
 Empty rows (no positive, or an empty denominator) contribute 0 and leave the mean.
+
+**Self-comparison.** When the anchors are compared with themselves (``candidates=None``: NT-Xent,
+GRACE, SimCLR) through cosine or dot similarity at a fixed scalar temperature with sparse pair
+selectors, the logits ``s = n n^T / tau`` are symmetric: the engine then walks the upper triangle
+of square ``B x B`` tiles, and each off-diagonal tile serves its rows and, transposed, its columns
+(forward statistics merged with ``logaddexp``; backward ``H = G_IJ + G_JI^T`` feeds both blocks).
+That is half the matrix products of the row-block path, with the same result
+(``benchmarks/symmetric_loss.py``).
 """
 
 from __future__ import annotations
@@ -55,9 +63,21 @@ REDUCTIONS = ("mean", "sum", "none")
 DENSE_LIMIT = 1 << 22
 #: target number of tile entries per row block when blocking
 TILE_ENTRIES = 1 << 22
+#: smallest automatic tile side of the symmetric self-comparison path (square tiles)
+SYMMETRIC_MIN_SIDE = 1024
 
 _FUSED_BROKEN = False  # set when the fused kernel failed once under backend="auto"
 _NEG = -1e30  # stands for log 0 inside masked log-sum-exps (finite: no NaN gradients)
+
+
+def _view(buf: Tensor, shape: Sequence[int]) -> Tensor:
+    """A contiguous ``shape`` view of the front of a reusable buffer."""
+    return buf.view(-1)[:shape[0] * shape[1]].view(shape[0], shape[1])
+
+
+def _transposed_copy(s: Tensor) -> Tensor:
+    """``s^T`` in new contiguous memory (``.contiguous()`` may alias when a side has size 1)."""
+    return s.t().clone(memory_format=torch.contiguous_format)
 
 
 @dataclass
@@ -93,6 +113,7 @@ class _Plan:
         self.positives_in_denominator = positives_in_denominator
         self.need_pos_lse = need_pos_lse
         self.num_candidates = num_candidates
+        self.symmetric_side: int | None = None  # tile side of the symmetric path when it runs
 
     @property
     def fast(self) -> bool:
@@ -118,38 +139,55 @@ class _Plan:
         return s / (tau[None, :] if tau.dim() == 1 else tau)
 
     @torch.no_grad()
-    def mask_tile(self, s: Tensor, start: int, stop: int
-                  ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor] | None, Tensor | None]:
+    def mask_tile(self, s: Tensor, start: int, stop: int, col_start: int = 0
+                  ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor] | None,
+                             tuple[Tensor, Tensor] | None]:
         """Fast path: apply diagonal, exclusions and positives to the logit tile ``s`` in place.
 
-        Masked entries become ``_NEG``. Returns ``(P, pairs, diag_cols)``: the positive sums
-        ``P [B]`` (taken before a decoupled loss removes the positives from the denominator), the
-        kept positive pairs ``(local_rows, cols, weights)`` and, for a fixed diagonal logit, the
-        diagonal columns (whose logit is constant).
+        ``s`` holds anchors ``start:stop`` against candidates ``col_start:col_start + W``
+        (``W = s.size(1)``; the whole row when ``col_start = 0`` and ``W = M``). Masked entries
+        become ``_NEG``. Returns ``(P, pairs, diag)``: the positive sums ``P [B]`` over the tile's
+        columns (taken before a decoupled loss removes the positives from the denominator), the
+        kept positive pairs ``(local_rows, local_cols, weights)`` and, for a fixed diagonal logit,
+        the tile's diagonal entries ``(local_rows, local_cols)`` (whose logit is constant).
         """
-        B, M = s.shape
+        B, W = s.shape
         ar = torch.arange(B, device=s.device)
-        diag_cols = None
+        diag = None
         if self.self_contrast:
+            rows, cols = ar, ar + (start - col_start)
+            if col_start != 0 or W != self.num_candidates:
+                inside = (cols >= 0) & (cols < W)
+                rows, cols = rows[inside], cols[inside]
             if self.diagonal == "exclude":
-                s[ar, ar + start] = _NEG
+                s[rows, cols] = _NEG
             elif not isinstance(self.diagonal, str):
-                diag_cols = ar + start
-                s[ar, diag_cols] = float(self.diagonal)
+                s[rows, cols] = float(self.diagonal)
+                diag = (rows, cols)
         if self.exclude is not None:
-            er, ec, ew = self.exclude.sparse_block(start, stop, M, device=s.device, dtype=s.dtype)
+            er, ec, ew = self._tile_pairs(self.exclude, start, stop, col_start, s)
             s[er, ec] = torch.where(ew > 0, torch.full_like(ew, _NEG), s[er, ec])
         P = torch.zeros(B, device=s.device, dtype=s.dtype)
         pairs = None
         if self.positives is not None:
-            r, c, w = self.positives.sparse_block(start, stop, M, device=s.device, dtype=s.dtype)
+            r, c, w = self._tile_pairs(self.positives, start, stop, col_start, s)
             ok = (s[r, c] > _NEG / 2) & (w > 0)
             r, c, w = r[ok], c[ok], w[ok]
             P.index_add_(0, r, w * s[r, c])
             pairs = (r, c, w)
             if not self.positives_in_denominator:
                 s[r, c] = _NEG
-        return P, pairs, diag_cols
+        return P, pairs, diag
+
+    def _tile_pairs(self, selector: PairSelector, start: int, stop: int, col_start: int,
+                    s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """A sparse selector's pairs of rows ``start:stop`` that fall in the tile's columns."""
+        r, c, w = selector.sparse_block(start, stop, self.num_candidates, device=s.device,
+                                        dtype=s.dtype)
+        if col_start == 0 and s.size(1) == self.num_candidates:
+            return r, c, w
+        inside = (c >= col_start) & (c < col_start + s.size(1))
+        return r[inside], c[inside] - col_start, w[inside]
 
     @property
     def factored(self) -> bool:
@@ -169,12 +207,13 @@ class _Plan:
         return b / tau[:, None] if tau.dim() == 1 else b
 
     @torch.no_grad()
-    def tile_stats(self, s: Tensor, start: int, stop: int, mask_buf: Tensor | None = None
-                   ) -> Tensor:
-        """Fast path statistics ``[B, 5]`` from the logit tile ``s`` (modified in place).
+    def tile_stats(self, s: Tensor, start: int, stop: int, mask_buf: Tensor | None = None,
+                   col_start: int = 0) -> Tensor:
+        """Fast path statistics ``[B, 5]`` from the logit tile ``s`` (modified in place) over the
+        tile's columns (see :meth:`mask_tile`; rows without positives there get ``LSE+ = log 0``).
 
         ``mask_buf`` is an optional reusable boolean buffer of at least ``s``'s shape."""
-        P, pairs, _ = self.mask_tile(s, start, stop)
+        P, pairs, _ = self.mask_tile(s, start, stop, col_start)
         Q = torch.zeros_like(P)
         pos_lse = torch.zeros_like(P)
         if pairs is not None:
@@ -182,7 +221,7 @@ class _Plan:
             if self.need_pos_lse:
                 r, c, w = pairs
                 pos_lse = segment_logsumexp(s[r, c] + w.log(), r, s.size(0))
-        kept = torch.gt(s, _NEG / 2, out=None if mask_buf is None else mask_buf[:s.size(0)])
+        kept = torch.gt(s, _NEG / 2, out=None if mask_buf is None else _view(mask_buf, s.shape))
         count = kept.sum(1).to(s.dtype)
         m = s.amax(1, keepdim=True)
         lse = s.sub_(m).exp_().sum(1).log_().add_(m.squeeze(1))
@@ -190,18 +229,18 @@ class _Plan:
 
     @torch.no_grad()
     def tile_grad(self, s: Tensor, start: int, stop: int, stats: Tensor, grad: Tensor,
-                  mask_buf: Tensor | None = None) -> Tensor:
+                  mask_buf: Tensor | None = None, col_start: int = 0) -> Tensor:
         """``dL/ds`` for the logit tile ``s`` (overwritten in place and returned).
 
         ``dL/ds_ij = g_lse_i softmax_ij + g_P_i q_ij + g_LSE+_i softmax+_ij`` (the last over the
         positive pairs only), zero at masked entries (also in an empty row, whose LSE is finite)
         and at a fixed diagonal logit.
         """
-        _, pairs, diag_cols = self.mask_tile(s, start, stop)
+        _, pairs, diag = self.mask_tile(s, start, stop, col_start)
         pos_logits = None
         if pairs is not None and self.need_pos_lse:
             pos_logits = s[pairs[0], pairs[1]] + pairs[2].log()
-        masked = torch.le(s, _NEG / 2, out=None if mask_buf is None else mask_buf[:s.size(0)])
+        masked = torch.le(s, _NEG / 2, out=None if mask_buf is None else _view(mask_buf, s.shape))
         s.sub_(stats[:, 0:1]).exp_().mul_(grad[:, 0:1])
         s.masked_fill_(masked, 0.0)
         if pairs is not None:
@@ -210,8 +249,8 @@ class _Plan:
             if pos_logits is not None:
                 g_pos = g_pos + grad[r, 3] * (pos_logits - stats[r, 3]).exp()
             s.index_put_((r, c), g_pos, accumulate=True)
-        if diag_cols is not None:
-            s[torch.arange(s.size(0), device=s.device), diag_cols] = 0
+        if diag is not None:
+            s[diag] = 0
         return s
 
     @torch.no_grad()
@@ -276,6 +315,91 @@ class _Plan:
         if grad_bp is not None:
             _accumulate(grads, _grads_of(bp, grad_bp, [b_d, tau_d], need[1:], (1, 2)), a, 0, N)
         return grads
+
+    def symmetric(self, tau: Tensor) -> bool:
+        """Whether :meth:`symmetric_forward` applies: anchors compared with themselves through
+        per-row factors (cosine or dot) at a fixed scalar temperature, sparse selectors."""
+        return (self.fast and self.factored and self.self_contrast and tau.dim() == 0
+                and not tau.requires_grad)
+
+    @staticmethod
+    def symmetric_blocks(n: int, side: int) -> list[tuple[int, int, int, int]]:
+        """Tile pairs ``(i0, i1, j0, j1)`` of the upper block triangle (``j0 >= i0``)."""
+        cuts = [(i, min(i + side, n)) for i in range(0, n, side)]
+        return [(i0, i1, j0, j1) for k, (i0, i1) in enumerate(cuts) for j0, j1 in cuts[k:]]
+
+    @torch.no_grad()
+    def symmetric_forward(self, a: Tensor, tau: Tensor, side: int) -> Tensor:
+        r"""Fast-path statistics ``[N, 5]`` of a self-comparison from the upper block triangle.
+
+        With ``s = n n^T / tau`` symmetric (``n`` the normalised or raw rows), tile ``(I, J)``
+        and its transpose serve the statistics of rows ``I`` and of rows ``J``: half the matmuls
+        of the row-block path. Tiles are ``side x side``; each row's log-sum-exps are merged over
+        its tiles with ``logaddexp``.
+        """
+        N = a.size(0)
+        n = self.candidate_factor(a, tau)
+        n_a = n / tau
+        lse = a.new_full((N,), _NEG)
+        pos_lse = a.new_full((N,), _NEG)
+        sums = a.new_zeros(N, 3)  # P, Q, count
+        buf = a.new_empty(side * side)
+        mask_buf = torch.empty(side * side, dtype=torch.bool, device=a.device)
+
+        def merge(t: Tensor, r0: int, r1: int) -> None:
+            torch.logaddexp(lse[r0:r1], t[:, 0], out=lse[r0:r1])
+            if self.need_pos_lse:
+                torch.logaddexp(pos_lse[r0:r1], t[:, 3], out=pos_lse[r0:r1])
+            sums[r0:r1] += t[:, [1, 2, 4]]
+
+        for i0, i1, j0, j1 in self.symmetric_blocks(N, side):
+            s = torch.mm(n_a[i0:i1], n[j0:j1].t(), out=_view(buf, (i1 - i0, j1 - j0)))
+            s_t = _transposed_copy(s) if j0 != i0 else None
+            merge(self.tile_stats(s, i0, i1, mask_buf, col_start=j0), i0, i1)
+            if s_t is not None:
+                merge(self.tile_stats(s_t, j0, j1, mask_buf, col_start=i0), j0, j1)
+        if not self.need_pos_lse:
+            pos_lse.zero_()
+        return torch.stack([lse, sums[:, 0], sums[:, 1], pos_lse, sums[:, 2]], dim=1)
+
+    def symmetric_backward(self, a: Tensor, tau: Tensor, stats: Tensor, grad: Tensor,
+                           side: int) -> Tensor:
+        r"""``dL/da`` for :meth:`symmetric_forward` (``a`` is both anchors and candidates).
+
+        With ``G = dL/ds`` (rows' own statistics) and ``s = n n^T / tau``,
+        ``dL/dn = (G + G^T) n / tau``; tile pair ``(I, J)`` gives ``H = G_IJ + G_JI^T`` once and
+        adds ``H n_J / tau`` to rows ``I`` and ``H^T n_I / tau`` to rows ``J``.
+        """
+        N = a.size(0)
+        with torch.enable_grad():
+            a_d = a.detach().requires_grad_(True)
+            n = self.candidate_factor(a_d, tau)
+        n_det = n.detach()
+        n_a = n_det / tau
+        scale = 1.0 / float(tau)
+        grad_n = torch.zeros_like(n_det)
+        live = grad.ne(0).any(1)
+        buf = a.new_empty(side * side)
+        mask_buf = torch.empty(side * side, dtype=torch.bool, device=a.device)
+        for i0, i1, j0, j1 in self.symmetric_blocks(N, side):
+            gi, gj = bool(live[i0:i1].any()), bool(live[j0:j1].any())
+            if not (gi or gj):
+                continue
+            with torch.no_grad():
+                s = torch.mm(n_a[i0:i1], n_det[j0:j1].t(), out=_view(buf, (i1 - i0, j1 - j0)))
+                if j0 == i0:
+                    t = self.tile_grad(s, i0, i1, stats[i0:i1], grad[i0:i1], mask_buf, i0)
+                    grad_n[i0:i1].addmm_(t + t.t(), n_det[i0:i1], alpha=scale)
+                    continue
+                s_t = _transposed_copy(s) if gj else None  # before s is overwritten
+                h = (self.tile_grad(s, i0, i1, stats[i0:i1], grad[i0:i1], mask_buf, j0)
+                     if gi else s.zero_())
+                if s_t is not None:  # rows J against columns I, transposed into the (I, J) tile
+                    h.add_(self.tile_grad(s_t, j0, j1, stats[j0:j1], grad[j0:j1], mask_buf,
+                                          i0).t())
+                grad_n[i0:i1].addmm_(h, n_det[j0:j1], alpha=scale)
+                grad_n[j0:j1].addmm_(h.t(), n_det[i0:i1], alpha=scale)
+        return torch.autograd.grad(n, a_d, grad_n)[0]
 
     def block_stats(self, a: Tensor, b: Tensor, tau: Tensor, start: int, stop: int) -> Tensor:
         """Statistics ``[stop - start, 5]`` for anchors ``a = anchors[start:stop]``."""
@@ -429,7 +553,11 @@ class _BlockwiseStats(torch.autograd.Function):
     def forward(ctx, plan: _Plan, block_size: int, a: Tensor, b: Tensor, tau: Tensor,
                 *extras: Tensor) -> Tensor:
         N = a.size(0)
-        if plan.fast:
+        ctx.symmetric = plan.symmetric_side is not None
+        if ctx.symmetric:
+            block_size = plan.symmetric_side
+            stats = plan.symmetric_forward(a, tau, block_size)
+        elif plan.fast:
             stats = plan.fast_forward(a, b, tau, block_size)
         else:
             with torch.no_grad():
@@ -447,7 +575,10 @@ class _BlockwiseStats(torch.autograd.Function):
         plan, bs = ctx.plan, ctx.block_size
         need = ctx.needs_input_grad[2:]
         N = a.size(0)
-        if plan.fast:
+        if ctx.symmetric:  # a is b: the whole gradient goes to the first slot
+            grads = [plan.symmetric_backward(a, tau, stats_all, grad_out, bs)
+                     if need[0] or need[1] else None, None, None]
+        elif plan.fast:
             grads = plan.fast_backward(a, b, tau, stats_all, grad_out, need[:3], bs)
         else:  # recompute each tile under autograd (weights with parameters, dense selectors)
             grads = [None] * (3 + len(extras))
@@ -634,6 +765,9 @@ def row_statistics(
         stats = plan.block_stats(a, b, tau, 0, N)  # dense, plain autograd
     else:
         extras = weight.tensors() if weight is not None else ()
+        if plan.symmetric(tau) and block < N:  # self-comparison: upper block triangle only
+            plan.symmetric_side = (block if block_size is not None
+                                   else min(N, max(block, SYMMETRIC_MIN_SIDE)))
         # the fast path is also the fastest dense computation: one tile, analytic backward
         stats = _BlockwiseStats.apply(plan, min(block, N), a, b, tau, *extras)
     return RowStats.from_tensor(stats)
