@@ -210,7 +210,8 @@ class _Plan:
     def tile_stats(self, s: Tensor, start: int, stop: int, mask_buf: Tensor | None = None,
                    col_start: int = 0) -> Tensor:
         """Fast path statistics ``[B, 5]`` from the logit tile ``s`` (modified in place) over the
-        tile's columns (see :meth:`mask_tile`; rows without positives there get ``LSE+ = log 0``).
+        tile's columns (see :meth:`mask_tile`; with ``need_pos_lse``, a row without a positive
+        in the tile gets ``LSE+ = log 0``, so tiles merge with ``logaddexp``).
 
         ``mask_buf`` is an optional reusable boolean buffer of at least ``s``'s shape."""
         P, pairs, _ = self.mask_tile(s, start, stop, col_start)
