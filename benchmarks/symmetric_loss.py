@@ -6,7 +6,9 @@ logit matrix ``s = n n^T / tau`` is symmetric. The engine walks the upper triang
 tiles (``symmetric``, the default); ``rows`` is the row-block path it replaced (every ``[B, 2N]``
 row tile formed in full, forward and backward), forced by switching the symmetric check off.
 Each (variant, size) runs in its own subprocess; the table gives the best of ``--repeats``
-forward + backward times, peak RSS, the loss and the gradient norm (which must agree).
+forward + backward times, peak RSS, the loss and the gradient norm (which must agree). The
+allocator's settings are inherited: ``MALLOC_MMAP_THRESHOLD_=1048576 python ...`` measures with
+glibc returning every large free to the system at once (README, "CPU memory tip").
 
 Sizes (rows per view ``N``, projection width ``d``): the official GRACE/GCA configurations of
 Cora (2,708 x 128), CiteSeer (3,327 x 256), Amazon-Computers (13,752 x 128) and Coauthor-CS
@@ -114,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(rows[-1]), flush=True)
     command = "python benchmarks/symmetric_loss.py " + " ".join(argv if argv is not None
                                                                 else sys.argv[1:])
+    malloc = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    if malloc:
+        command = f"MALLOC_MMAP_THRESHOLD_={malloc} " + command
     meta = dict(repeats=args.repeats, threads=args.threads, machine=platform.platform(),
-                cpus=os.cpu_count(), command=command)
+                cpus=os.cpu_count(), command=command, malloc_mmap_threshold=malloc)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(dict(meta=meta, results=rows), indent=1))
     md = (f"# NT-Xent forward + backward: symmetric tiles vs row blocks\n\n"

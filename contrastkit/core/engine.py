@@ -64,7 +64,7 @@ DENSE_LIMIT = 1 << 22
 #: target number of tile entries per row block when blocking
 TILE_ENTRIES = 1 << 22
 #: smallest automatic tile side of the symmetric self-comparison path (square tiles)
-SYMMETRIC_MIN_SIDE = 1024
+SYMMETRIC_MIN_SIDE = 768
 
 _FUSED_BROKEN = False  # set when the fused kernel failed once under backend="auto"
 _NEG = -1e30  # stands for log 0 inside masked log-sum-exps (finite: no NaN gradients)
@@ -73,11 +73,6 @@ _NEG = -1e30  # stands for log 0 inside masked log-sum-exps (finite: no NaN grad
 def _view(buf: Tensor, shape: Sequence[int]) -> Tensor:
     """A contiguous ``shape`` view of the front of a reusable buffer."""
     return buf.view(-1)[:shape[0] * shape[1]].view(shape[0], shape[1])
-
-
-def _transposed_copy(s: Tensor) -> Tensor:
-    """``s^T`` in new contiguous memory (``.contiguous()`` may alias when a side has size 1)."""
-    return s.t().clone(memory_format=torch.contiguous_format)
 
 
 @dataclass
@@ -344,7 +339,7 @@ class _Plan:
         lse = a.new_full((N,), _NEG)
         pos_lse = a.new_full((N,), _NEG)
         sums = a.new_zeros(N, 3)  # P, Q, count
-        buf = a.new_empty(side * side)
+        buf, t_buf = a.new_empty(side * side), a.new_empty(side * side)
         mask_buf = torch.empty(side * side, dtype=torch.bool, device=a.device)
 
         def merge(t: Tensor, r0: int, r1: int) -> None:
@@ -355,7 +350,7 @@ class _Plan:
 
         for i0, i1, j0, j1 in self.symmetric_blocks(N, side):
             s = torch.mm(n_a[i0:i1], n[j0:j1].t(), out=_view(buf, (i1 - i0, j1 - j0)))
-            s_t = _transposed_copy(s) if j0 != i0 else None
+            s_t = _view(t_buf, (j1 - j0, i1 - i0)).copy_(s.t()) if j0 != i0 else None
             merge(self.tile_stats(s, i0, i1, mask_buf, col_start=j0), i0, i1)
             if s_t is not None:
                 merge(self.tile_stats(s_t, j0, j1, mask_buf, col_start=i0), j0, j1)
@@ -380,7 +375,7 @@ class _Plan:
         scale = 1.0 / float(tau)
         grad_n = torch.zeros_like(n_det)
         live = grad.ne(0).any(1)
-        buf = a.new_empty(side * side)
+        buf, t_buf = a.new_empty(side * side), a.new_empty(side * side)
         mask_buf = torch.empty(side * side, dtype=torch.bool, device=a.device)
         for i0, i1, j0, j1 in self.symmetric_blocks(N, side):
             gi, gj = bool(live[i0:i1].any()), bool(live[j0:j1].any())
@@ -390,9 +385,11 @@ class _Plan:
                 s = torch.mm(n_a[i0:i1], n_det[j0:j1].t(), out=_view(buf, (i1 - i0, j1 - j0)))
                 if j0 == i0:
                     t = self.tile_grad(s, i0, i1, stats[i0:i1], grad[i0:i1], mask_buf, i0)
-                    grad_n[i0:i1].addmm_(t + t.t(), n_det[i0:i1], alpha=scale)
+                    t = _view(t_buf, t.shape).copy_(t.t()).add_(t)
+                    grad_n[i0:i1].addmm_(t, n_det[i0:i1], alpha=scale)
                     continue
-                s_t = _transposed_copy(s) if gj else None  # before s is overwritten
+                s_t = (_view(t_buf, (j1 - j0, i1 - i0)).copy_(s.t()) if gj
+                       else None)  # before s is overwritten
                 h = (self.tile_grad(s, i0, i1, stats[i0:i1], grad[i0:i1], mask_buf, j0)
                      if gi else s.zero_())
                 if s_t is not None:  # rows J against columns I, transposed into the (I, J) tile
