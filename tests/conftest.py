@@ -6,10 +6,13 @@ when it is not set, so tests never write into ``~/.cache`` of a CI machine.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -38,6 +41,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             del os.environ[_CACHE_ENV]
         shutil.rmtree(_session_cache, ignore_errors=True)
         _session_cache = None
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """Import ``benchmarks/NAME.py`` (not a package) as module ``NAME_bench``, registered in
+    ``sys.modules`` (dataclasses need it)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def shared_data_root() -> Path | None:

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).parents[1] / "benchmarks" / "pot.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("pot_bench", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_benchmark
 
 
 def _fake_run(calls):
@@ -30,7 +21,7 @@ def _fake_run(calls):
 
 
 def test_append_adds_only_missing_seeds(tmp_path, monkeypatch):
-    bench = _load()
+    bench = load_benchmark("pot")
     calls: list = []
     monkeypatch.setattr(bench, "run_one", _fake_run(calls))
     monkeypatch.setattr(bench, "load", lambda name: None)

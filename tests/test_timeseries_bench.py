@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).parents[1] / "benchmarks" / "timeseries.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("timeseries_bench", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_benchmark
 
 
 def _write(path: Path, method: str, seed: int, mse: float, iters: int = 80) -> None:
@@ -26,7 +18,7 @@ def _write(path: Path, method: str, seed: int, mse: float, iters: int = 80) -> N
 
 
 def test_seed_summary_groups_runs_and_skips_shortened_ones(tmp_path):
-    bench = _load()
+    bench = load_benchmark("timeseries")
     _write(tmp_path / "autotcl_etth2.json", "autotcl", 42, 0.177)
     _write(tmp_path / "autotcl_etth2_seed0.json", "autotcl", 0, 0.163)
     _write(tmp_path / "autotcl_etth2_seed1.json", "autotcl", 1, 0.149)

@@ -3,26 +3,17 @@ resume logic, summary, and a short TS2Vec learning run on a real UCR set."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import require_dataset
-
-_PATH = Path(__file__).parents[1] / "benchmarks" / "ts_classification.py"
+from conftest import load_benchmark, require_dataset
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("ts_classification_bench", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("ts_classification")
 
 
 def test_reference_tables(bench):
@@ -126,10 +117,7 @@ def test_autotcl_config_and_overrides(bench):
 def test_autotcl_variant_selection_criterion():
     """The train-only criterion that chose AutoTCL's classification setting: leave-one-out
     1-NN (cosine) against a brute-force loop, and the Markdown means."""
-    spec = importlib.util.spec_from_file_location(
-        "autotcl_variants_bench", _PATH.parent / "autotcl_classification_variants.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("autotcl_classification_variants")
     rng = np.random.default_rng(0)
     z, y = rng.normal(size=(12, 3)), rng.integers(0, 3, 12)
     hits = 0

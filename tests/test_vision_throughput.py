@@ -7,23 +7,18 @@ and report ``skipped: torchvision not installed`` when it is not (forced with mo
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "vision_throughput.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def vt():
-    spec = importlib.util.spec_from_file_location("vision_throughput_bench", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
+    module = load_benchmark("vision_throughput")
     yield module
-    sys.modules.pop(spec.name, None)
+    sys.modules.pop(module.__name__, None)
 
 
 def _cfg(vt, **kw):
