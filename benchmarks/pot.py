@@ -14,6 +14,8 @@ output). Results are rewritten after every run, so an interrupted benchmark keep
     python benchmarks/pot.py --plan cora:grace:200:0 --seeds 0 1 2 3 4
     python benchmarks/pot.py --plan citeseer:grace:200:0 --seeds 2 3 4 --append \
         --out benchmarks/results/pot_citeseer_spec            # add seeds to a saved run
+    python benchmarks/pot.py --plan cora:gca:700:0 --append --merge OTHER.json \
+        --out benchmarks/results/pot_cora_gca_spec            # join seeds run by two processes
 
 ``--plan`` items are ``dataset:base:epochs:loss_subset``.
 """
@@ -102,6 +104,26 @@ def summarise(runs: list[dict]) -> tuple[list[dict], str]:
     return rows, "\n".join(lines)
 
 
+def _key(r: dict) -> tuple:
+    return (r["dataset"], r["base"], r["epochs"], r["loss_subset"], r["seed"], r["pot"])
+
+
+def save(out: Path, runs: list[dict], plan: list[str], total_wall_s: float) -> str:
+    """Write ``OUT.json`` (meta, paired summary, runs) and ``OUT.md``; returns the table."""
+    rows, table = summarise(runs)
+    seeds = sorted({r["seed"] for r in runs})
+    meta = dict(total_wall_s=total_wall_s, plan=plan, seeds=seeds, torch=torch.__version__,
+                python=platform.python_version(), threads=torch.get_num_threads())
+    out.with_suffix(".json").write_text(json.dumps(dict(meta=meta, summary=rows, runs=runs),
+                                                   indent=1))
+    out.with_suffix(".md").write_text(
+        "# POT vs base (paired seeds, POT evaluator, test Micro/Macro-F1 %)\n\n"
+        f"Plan `{' '.join(plan)}` (dataset:base:epochs:NCE subset), seeds {seeds}, "
+        f"{meta['threads']} thread, total wall {total_wall_s / 60:.1f} min (summed over the "
+        f"processes that ran them).\n\n{table}\n")
+    return table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--plan", nargs="+", default=DEFAULT_PLAN)
@@ -112,19 +134,27 @@ def main() -> None:
     ap.add_argument("--append", action="store_true",
                     help="keep the runs already in OUT.json and skip the (dataset, base, epochs, "
                          "subset, seed, arm) combinations they cover")
+    ap.add_argument("--merge", nargs="+", default=[], metavar="JSON",
+                    help="also keep the runs of these saved results (e.g. seeds run by another "
+                         "process) and skip what they cover")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    sources = [Path(m) for m in args.merge]
+    for src in sources:
+        if not src.is_file():
+            raise SystemExit(f"--merge: no saved results at {src}")
+    if args.append and out.with_suffix(".json").exists():
+        sources.insert(0, out.with_suffix(".json"))
     runs: list[dict] = []
     previous_wall = 0.0
-    if args.append and out.with_suffix(".json").exists():
-        saved = json.loads(out.with_suffix(".json").read_text())
-        runs = saved["runs"]
-        previous_wall = saved["meta"].get("total_wall_s", 0.0)
-    done = {(r["dataset"], r["base"], r["epochs"], r["loss_subset"], r["seed"], r["pot"])
-            for r in runs}
-    seeds = sorted(set(args.seeds) | {r["seed"] for r in runs})
+    for src in sources:
+        saved = json.loads(src.read_text())
+        keys = {_key(r) for r in runs}
+        runs += [r for r in saved["runs"] if _key(r) not in keys]
+        previous_wall += saved["meta"].get("total_wall_s", 0.0)
+    done = {_key(r) for r in runs}
     t_start = time.perf_counter() - previous_wall
     for item in args.plan:
         ds, base, epochs, subset = item.split(":")
@@ -137,19 +167,9 @@ def main() -> None:
                 runs.append(r)
                 print(f"{ds:9s} {base:5s} pot={pot!s:5s} seed={seed} micro_f1={r['micro_f1']:.4f} "
                       f"macro_f1={r['macro_f1']:.4f} wall={r['wall_s']:.0f}s", flush=True)
-                rows, table = summarise(runs)
-                meta = dict(total_wall_s=time.perf_counter() - t_start, plan=args.plan,
-                            seeds=seeds, torch=torch.__version__,
-                            python=platform.python_version(),
-                            threads=torch.get_num_threads())
-                out.with_suffix(".json").write_text(json.dumps(
-                    dict(meta=meta, summary=rows, runs=runs), indent=1))
-                out.with_suffix(".md").write_text(
-                    "# POT vs base (paired seeds, POT evaluator, test Micro/Macro-F1 %)\n\n"
-                    f"Plan `{' '.join(args.plan)}` (dataset:base:epochs:NCE subset), seeds "
-                    f"{seeds}, {meta['threads']} thread, total wall "
-                    f"{meta['total_wall_s'] / 60:.1f} min.\n\n{table}\n")
-    print(summarise(runs)[1])
+                save(out, runs, args.plan, time.perf_counter() - t_start)
+    if runs:
+        print(save(out, runs, args.plan, time.perf_counter() - t_start))
 
 
 if __name__ == "__main__":

@@ -47,3 +47,28 @@ def test_append_adds_only_missing_seeds(tmp_path, monkeypatch):
     bench.main()
     saved = json.loads(out.with_suffix(".json").read_text())
     assert [r["seed"] for r in saved["runs"]] == [3, 3]
+
+
+def test_merge_joins_runs_of_another_process(tmp_path, monkeypatch):
+    bench = load_benchmark("pot")
+    calls: list = []
+    monkeypatch.setattr(bench, "run_one", _fake_run(calls))
+    monkeypatch.setattr(bench, "load", lambda name: None)
+    main, other = tmp_path / "pot_main", tmp_path / "pot_other"
+    plan = ["pot.py", "--plan", "cora:gca:5:0"]
+    monkeypatch.setattr(sys, "argv", plan + ["--seeds", "0", "1", "--out", str(main)])
+    bench.main()
+    monkeypatch.setattr(sys, "argv", plan + ["--seeds", "2", "--out", str(other)])
+    bench.main()
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", plan + ["--seeds", "0", "1", "2", "--append", "--merge",
+                                             str(other.with_suffix(".json")), "--out", str(main)])
+    bench.main()
+    assert calls == []  # everything was saved by one of the two processes
+    saved = json.loads(main.with_suffix(".json").read_text())
+    assert saved["summary"][0]["seeds"] == [0, 1, 2] and len(saved["runs"]) == 6
+    assert saved["meta"]["total_wall_s"] >= 0
+    monkeypatch.setattr(sys, "argv", plan + ["--merge", str(tmp_path / "missing.json"),
+                                             "--out", str(main)])
+    with pytest.raises(SystemExit, match="missing.json"):
+        bench.main()
