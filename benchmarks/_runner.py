@@ -47,6 +47,20 @@ def train_in_subprocess(method: str, dataset: str, seed: int, sets: list[str], d
     return metrics
 
 
+def child_result(cmd: list[str], timeout: float) -> dict[str, Any]:
+    """Run one benchmark child process and return the JSON of its ``RESULT {...}`` stdout line,
+    or ``{"status": "timeout (... s)"}`` / ``{"status": "error: <last stderr line>"}``."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timeout ({timeout:.0f} s)"}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    tail = proc.stderr.strip().splitlines()[-1:] or [""]
+    return {"status": f"error: {tail[0][:200]}"}
+
+
 def append_result(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
     """Add ``row`` to the JSON on disk and return its rows: re-read under a lock file and
     replaced atomically, so several invocations running at once keep each other's results."""

@@ -27,10 +27,11 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _runner import child_result
 
 VARIANTS = ("rows", "symmetric")
 SIZES = ("2708:128", "3327:256", "13752:128", "18333:256")
@@ -63,15 +64,7 @@ def _child(variant: str, n: int, d: int, repeats: int, threads: int) -> dict:
 def _run(variant: str, n: int, d: int, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", variant, str(n), str(d),
            "--repeats", str(args.repeats), "--threads", str(args.threads)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return dict(variant=variant, n=n, d=d, status=f"timeout ({args.timeout:.0f} s)")
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return dict(variant=variant, n=n, d=d, **json.loads(line[7:]))
-    tail = proc.stderr.strip().splitlines()[-1:] or [""]
-    return dict(variant=variant, n=n, d=d, status=f"error: {tail[0][:200]}")
+    return dict(variant=variant, n=n, d=d, **child_result(cmd, args.timeout))
 
 
 def table(rows: list[dict]) -> str:

@@ -374,11 +374,12 @@ class _Plan:
         n_a = n_det / tau
         scale = 1.0 / float(tau)
         grad_n = torch.zeros_like(n_det)
-        live = grad.ne(0).any(1)
+        live_rows = grad.ne(0).any(1)
+        live = {i: bool(live_rows[i:i + side].any()) for i in range(0, N, side)}  # per block
         buf, t_buf = a.new_empty(side * side), a.new_empty(side * side)
         mask_buf = torch.empty(side * side, dtype=torch.bool, device=a.device)
         for i0, i1, j0, j1 in self.symmetric_blocks(N, side):
-            gi, gj = bool(live[i0:i1].any()), bool(live[j0:j1].any())
+            gi, gj = live[i0], live[j0]
             if not (gi or gj):
                 continue
             with torch.no_grad():
