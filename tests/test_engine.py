@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import contrastkit.core.engine as eng
 from contrastkit.core.engine import contrastive_loss, row_statistics
 from contrastkit.core.losses import decoupled_loss, nt_xent, supcon_loss
 from contrastkit.core.pairs import Aligned, Dense, Pairs, SameLabel
@@ -290,7 +291,6 @@ def test_empty_rows_give_zero_not_nan():
 
 
 def _spy_tiles(monkeypatch):
-    import contrastkit.core.engine as eng
     seen = []
     for name in ("tile_stats", "tile_grad"):
         orig = getattr(eng._Plan, name)
@@ -309,12 +309,15 @@ def test_blockwise_never_materialises_full_matrix(monkeypatch):
     a, b = torch.randn(100, 8, requires_grad=True), torch.randn(60, 8)
     contrastive_loss(a, b, positives="aligned", block_size=16).backward()
     assert max(r for r, _ in seen) == 16 and len(seen) == 2 * math.ceil(100 / 16)
-    # a self-comparison uses square tiles of the upper block triangle: 7 diagonal tiles and
-    # 21 off-diagonal ones, each of those read for its rows and (transposed) for its columns
+    # a self-comparison uses square tiles of the upper block triangle, of side 40 here (no more
+    # entries than a [16, 100] row block): 3 diagonal tiles and 3 off-diagonal ones, each of
+    # those read for its rows and (transposed) for its columns
     seen.clear()
     z = torch.randn(100, 8, requires_grad=True)
     contrastive_loss(z, None, positives=50, block_size=16).backward()
-    assert max(max(t) for t in seen) == 16 and len(seen) == 2 * (7 + 2 * 21)
+    assert eng.symmetric_tile_side(100, 16) == 40
+    assert max(max(t) for t in seen) == 40 and len(seen) == 2 * (3 + 2 * 3)
+    assert max(r * c for r, c in seen) <= 16 * 100
 
 
 @pytest.mark.parametrize("similarity", ["cosine", "dot"])
@@ -345,7 +348,8 @@ def test_symmetric_self_comparison_matches_reference(monkeypatch, similarity, fo
         (gout,) = torch.autograd.grad((out * weights).sum(), [a])
         assert torch.allclose(out, ref, atol=1e-10), bs
         assert torch.allclose(gout, gref, atol=1e-10), (bs, (gout - gref).abs().max())
-        assert max(max(t) for t in seen) == bs  # square tiles: the symmetric path ran
+        side = eng.symmetric_tile_side(n, bs)  # 3, 7, 8, 12: last tiles of 1, 6, 5, 1 rows
+        assert bs <= side < n and max(max(t) for t in seen) == side  # the symmetric path ran
 
 
 def test_symmetric_path_not_taken_with_learnable_temperature(monkeypatch):
@@ -496,3 +500,18 @@ def test_batched_anchors_equal_per_group_calls(form):
     want = torch.stack([contrastive_loss(z[g], None, positives=1, form=form, reduction="none")
                         for g in range(3)])
     assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_symmetric_tile_side_bounds_memory_and_tile_count():
+    """Tiles hold no more entries than one row block, and a small block_size does not shrink
+    them below what that bound allows (the tile count stays ~ (n / 768)^2 / 2, not (n / b)^2 / 2)."""
+    for n, b in [(20_000, 24), (169_343, 24), (5_000, 1), (3_000, 2_000), (100, 16), (13, 1)]:
+        side = eng.symmetric_tile_side(n, b)
+        assert min(b, n) <= side <= n
+        assert side * side <= max(b * n, b * b)
+    assert eng.symmetric_tile_side(20_000, 24) == math.isqrt(24 * 20_000) == 692
+    assert eng.symmetric_tile_side(169_343, 24) == eng.SYMMETRIC_MIN_SIDE
+    # automatic blocks keep the previous rule: max(block, SYMMETRIC_MIN_SIDE)
+    for n in (4_096, 27_504, 169_343):
+        block = eng.TILE_ENTRIES // n
+        assert eng.symmetric_tile_side(n, block) == min(n, max(block, eng.SYMMETRIC_MIN_SIDE))

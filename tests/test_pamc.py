@@ -346,3 +346,20 @@ def test_pamc_learns_on_cora(tmp_path):
     assert math.isfinite(m["nmi"]) and m["nmi"] >= 0.33, m
     assert m["nmi"] >= m["nmi_at_start"] + 0.08, m
     assert m["nmi_max_over_epochs"] >= m["nmi"]
+
+
+def test_pretrain_autoencoder_is_the_trained_encoder_and_learns():
+    from contrastkit.graphcl.pamc import AutoEncoder, pretrain_autoencoder, train_autoencoder
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(64, 12, generator=gen) < 0.3).float()
+    ae = train_autoencoder(x, (16, 16), 3, epochs=20, batch_size=16, seed=5)
+    state = pretrain_autoencoder(x, (16, 16), 3, epochs=20, batch_size=16, seed=5)
+    assert state.keys() == ae.encoder.state_dict().keys()
+    for k, v in ae.encoder.state_dict().items():
+        assert torch.equal(state[k], v)
+    torch.manual_seed(5)
+    untrained = AutoEncoder(12, (16, 16), 3)
+    with torch.no_grad():
+        before = torch.nn.functional.mse_loss(untrained(x), x)
+        after = torch.nn.functional.mse_loss(ae(x), x)
+    assert after < 0.8 * before

@@ -33,7 +33,8 @@ Empty rows (no positive, or an empty denominator) contribute 0 and leave the mea
 **Self-comparison.** When the anchors are compared with themselves (``candidates=None``: NT-Xent,
 GRACE, SimCLR) through cosine or dot similarity at a fixed scalar temperature with sparse pair
 selectors, the logits ``s = n n^T / tau`` are symmetric: the engine then walks the upper triangle
-of square ``B x B`` tiles, and each off-diagonal tile serves its rows and, transposed, its columns
+of square tiles (:func:`symmetric_tile_side`: no more entries than a ``[B, N]`` row block),
+and each off-diagonal tile serves its rows and, transposed, its columns
 (forward statistics merged with ``logaddexp``; backward ``H = G_IJ + G_JI^T`` feeds both blocks).
 That is half the matrix products of the row-block path, with the same result
 (``benchmarks/symmetric_loss.py``).
@@ -41,6 +42,7 @@ That is half the matrix products of the row-block path, with the same result
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -68,6 +70,18 @@ SYMMETRIC_MIN_SIDE = 768
 
 _FUSED_BROKEN = False  # set when the fused kernel failed once under backend="auto"
 _NEG = -1e30  # stands for log 0 inside masked log-sum-exps (finite: no NaN gradients)
+
+
+def symmetric_tile_side(n: int, block: int) -> int:
+    """Side of the symmetric path's square tiles for ``n`` rows and a row block of ``block``.
+
+    At least ``block`` and, up to :data:`SYMMETRIC_MIN_SIDE`, as large as a tile of no more
+    entries than one ``[block, n]`` row block (``side^2 <= block * n``): a small ``block_size``
+    then bounds memory as it does on the row-block path without turning the upper triangle into
+    ``(n / block)^2 / 2`` tiny tiles whose Python overhead dominates (20,000 rows at
+    ``block_size=24``: 350,000 tiles).
+    """
+    return min(n, max(block, min(SYMMETRIC_MIN_SIDE, math.isqrt(block * n))))
 
 
 def _view(buf: Tensor, shape: Sequence[int]) -> Tensor:
@@ -765,8 +779,7 @@ def row_statistics(
     else:
         extras = weight.tensors() if weight is not None else ()
         if plan.symmetric(tau) and block < N:  # self-comparison: upper block triangle only
-            plan.symmetric_side = (block if block_size is not None
-                                   else min(N, max(block, SYMMETRIC_MIN_SIDE)))
+            plan.symmetric_side = symmetric_tile_side(N, block)
         # the fast path is also the fastest dense computation: one tile, analytic backward
         stats = _BlockwiseStats.apply(plan, min(block, N), a, b, tau, *extras)
     return RowStats.from_tensor(stats)

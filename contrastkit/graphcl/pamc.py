@@ -239,17 +239,15 @@ class AutoEncoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-def pretrain_autoencoder(x: Tensor, hidden: tuple[int, ...] = (500, 500, 2000),
-                         out_channels: int = 10, *, epochs: int = 30, lr: float = 1e-3,
-                         batch_size: int = 256, seed: int = 0, cache: str | Path | None = None,
-                         progress: bool = False) -> dict[str, Tensor]:
-    """Train SDCN's autoencoder (MSE reconstruction, Adam) and return the *encoder* weights.
+def train_autoencoder(x: Tensor, hidden: tuple[int, ...] = (500, 500, 2000),
+                      out_channels: int = 10, *, epochs: int = 30, lr: float = 1e-3,
+                      batch_size: int = 256, seed: int = 0, progress: bool = False
+                      ) -> AutoEncoder:
+    """Train SDCN's autoencoder on ``x [N, F]`` (MSE reconstruction, Adam) and return it whole.
 
-    SDCN's ``pretrain.py`` recipe: 30 epochs, Adam 1e-3, batch 256, shuffled. The result is
-    cached under ``cache`` (a file path) when given and reused when present.
+    SDCN's ``pretrain.py`` recipe: 30 epochs, Adam 1e-3, batch 256, shuffled; ``seed`` fixes the
+    initialisation and the batch order.
     """
-    if cache is not None and Path(cache).is_file():
-        return torch.load(cache, map_location="cpu", weights_only=True)
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -265,6 +263,21 @@ def pretrain_autoencoder(x: Tensor, hidden: tuple[int, ...] = (500, 500, 2000),
             opt.zero_grad()
             F.mse_loss(ae(x[idx]), x[idx]).backward()
             opt.step()
+    return ae
+
+
+def pretrain_autoencoder(x: Tensor, hidden: tuple[int, ...] = (500, 500, 2000),
+                         out_channels: int = 10, *, epochs: int = 30, lr: float = 1e-3,
+                         batch_size: int = 256, seed: int = 0, cache: str | Path | None = None,
+                         progress: bool = False) -> dict[str, Tensor]:
+    """:func:`train_autoencoder` and return the *encoder* weights.
+
+    The result is cached under ``cache`` (a file path) when given and reused when present.
+    """
+    if cache is not None and Path(cache).is_file():
+        return torch.load(cache, map_location="cpu", weights_only=True)
+    ae = train_autoencoder(x, hidden, out_channels, epochs=epochs, lr=lr, batch_size=batch_size,
+                           seed=seed, progress=progress)
     state = {k: v.detach().clone() for k, v in ae.encoder.state_dict().items()}
     if cache is not None:
         save_checkpoint(cache, state)
