@@ -16,6 +16,8 @@ output). Results are rewritten after every run, so an interrupted benchmark keep
         --out benchmarks/results/pot_citeseer_spec            # add seeds to a saved run
     python benchmarks/pot.py --plan cora:gca:700:0 --append --merge OTHER.json \
         --out benchmarks/results/pot_cora_gca_spec            # join seeds run by two processes
+    python benchmarks/pot.py --plan cora:gca:700:0 --seeds 2 --arms base --out OTHER
+                                                          # one arm only (split a seed's arms)
 
 ``--plan`` items are ``dataset:base:epochs:loss_subset``.
 """
@@ -137,6 +139,9 @@ def main() -> None:
     ap.add_argument("--merge", nargs="+", default=[], metavar="JSON",
                     help="also keep the runs of these saved results (e.g. seeds run by another "
                          "process) and skip what they cover")
+    ap.add_argument("--arms", nargs="+", choices=("base", "pot"), default=["base", "pot"],
+                    help="run only these arms (to split one seed's two arms over two processes; "
+                         "join them with --merge)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -161,6 +166,8 @@ def main() -> None:
         data = load(ds)
         for seed in args.seeds:
             for pot in (False, True):
+                if ("pot" if pot else "base") not in args.arms:
+                    continue
                 if (ds, base, int(epochs), int(subset), seed, pot) in done:
                     continue
                 r = run_one(ds, base, pot, seed, int(epochs), int(subset), data, args.official)
