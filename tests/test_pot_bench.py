@@ -72,3 +72,26 @@ def test_merge_joins_runs_of_another_process(tmp_path, monkeypatch):
                                              "--out", str(main)])
     with pytest.raises(SystemExit, match="missing.json"):
         bench.main()
+
+
+def test_arms_split_one_seed_over_two_processes(tmp_path, monkeypatch):
+    bench = load_benchmark("pot")
+    calls: list = []
+    monkeypatch.setattr(bench, "run_one", _fake_run(calls))
+    monkeypatch.setattr(bench, "load", lambda name: None)
+    first, second = tmp_path / "pot_first", tmp_path / "pot_second"
+    plan = ["pot.py", "--plan", "cora:gca:5:0", "--seeds", "0", "1"]
+    monkeypatch.setattr(sys, "argv", plan + ["--arms", "pot", "--out", str(first)])
+    bench.main()
+    assert calls == [(0, True), (1, True)]
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", plan + ["--arms", "base", "--out", str(second)])
+    bench.main()
+    assert calls == [(0, False), (1, False)]
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", plan + ["--append", "--merge", str(second.with_suffix(".json")),
+                                             "--out", str(first)])
+    bench.main()
+    assert calls == []
+    row = json.loads(first.with_suffix(".json").read_text())["summary"][0]
+    assert row["seeds"] == [0, 1] and row["micro_f1"]["diff_mean"] == pytest.approx(0.02)
