@@ -33,7 +33,7 @@ def test_config_presets_and_registry():
         False, "tcn_view", "code", "hinge", "code", "channel", "code", "adamw")
     for bad in ({"lr": 0}, {"backbone": "lstm"}, {"concrete": "x"}, {"gamma_zeta": 0.0},
                 {"gumbel_bias": 0.5}, {"local_segments": 3}, {"iters": 0}, {"kernels": ()}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=rf"^{next(iter(bad))}:"):
             A.AutoTCLConfig(**bad)
     with pytest.raises(ValueError, match="dataset"):
         A.AutoTCLConfig.preset("weather")
@@ -182,9 +182,32 @@ def test_consistency_terms_against_loops():
                   + [abs(m[2, 11, c] - m[2, 10, c]) - abs(m[2, 11, c] - m[2, 3, c])
                      for c in (0, 1)])
     assert float(got) == pytest.approx(float(ref))
-    # random draws obey the definition: neighbour at distance 1, distant point at > 1
-    for _ in range(5):
-        assert torch.isfinite(A.consistency_paper(torch.rand(50, 6, 1)))
+    # random draws obey the definition: neighbour at distance 1 (reflected at the ends), distant
+    # point uniform over |n - a| > 1. With generic values m_t every (near, far) pair of an anchor
+    # gives its own loss value, so each draw can be read back from the value.
+    t_len = 6
+    m = torch.rand(1, t_len, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(1)
+    for a in range(t_len):
+        decode = {}
+        for p_ in range(t_len):
+            for n_ in range(t_len):
+                v = float((m[0, a] - m[0, p_]).abs() - (m[0, a] - m[0, n_]).abs())
+                decode.setdefault(round(v, 12), []).append((p_, n_))
+        assert all(len(pairs) == 1 or all(p_ == n_ for p_, n_ in pairs)
+                   for pairs in decode.values())
+        seen_near, seen_far = set(), []
+        for _ in range(300):
+            v = round(float(A.consistency_paper(m, anchors=torch.tensor([a]))), 12)
+            assert len(decode[v]) == 1, (a, decode[v])  # never near == far
+            (p_, n_), = decode[v]
+            assert abs(p_ - a) == 1 and abs(n_ - a) > 1 and 0 <= n_ < t_len, (a, p_, n_)
+            seen_near.add(p_)
+            seen_far.append(n_)
+        valid_far = [n_ for n_ in range(t_len) if abs(n_ - a) > 1]
+        assert seen_near == {q for q in (a - 1, a + 1) if 0 <= q < t_len}
+        counts = np.bincount(seen_far, minlength=t_len)[valid_far]
+        assert counts.min() > 300 / len(valid_far) / 2, (a, counts)  # every distant point drawn
 
 
 def test_mmd_against_float64_reference():

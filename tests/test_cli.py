@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -61,19 +60,6 @@ class Recorder:
         return {"accuracy": 0.9, "f1": 0.75}
 
 
-def _aggregate_seeds(per_seed, seeds):
-    """Stand-in with the documented contract of contrastkit.core.metrics.aggregate_seeds."""
-    out = {}
-    for key in per_seed[0]:
-        vals = [float(m[key]) for m in per_seed]
-        mean = sum(vals) / len(vals)
-        out[key] = mean
-        out[f"{key}_std"] = (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5
-    out["seeds"] = list(seeds)
-    out["per_seed"] = [dict(m) for m in per_seed]
-    return out
-
-
 @pytest.fixture
 def dummy(monkeypatch, tmp_path):
     """A registry holding only the dummy method (plus a broken built-in), cwd in tmp_path."""
@@ -85,12 +71,6 @@ def dummy(monkeypatch, tmp_path):
         name="Dummy", config_cls=DummyConfig, run=rec.run, evaluate=rec.evaluate,
         description="a dummy method for tests", default_dataset="toy",
         presets={"toy": {"dim": 3, "lr": 0.05}, "toy-big": {"dim": 6}}))
-    try:
-        from contrastkit.core.metrics import aggregate_seeds  # noqa: F401
-    except ImportError:  # written in parallel: use a stand-in with the same contract
-        stub = types.ModuleType("contrastkit.core.metrics")
-        stub.aggregate_seeds = _aggregate_seeds
-        monkeypatch.setitem(sys.modules, "contrastkit.core.metrics", stub)
     monkeypatch.chdir(tmp_path)
     return rec
 

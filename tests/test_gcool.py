@@ -127,15 +127,22 @@ def test_centroids_mean_and_empty_community_is_zero():
 
 def test_node_loss_is_one_way_inter_view_infonce():
     g = torch.Generator().manual_seed(2)
-    h1 = torch.nn.functional.normalize(torch.randn(12, 5, generator=g, dtype=D), dim=1)
-    h2 = torch.nn.functional.normalize(torch.randn(12, 5, generator=g, dtype=D), dim=1)
+    x1 = torch.randn(12, 5, generator=g, dtype=D, requires_grad=True)
+    x2 = torch.randn(12, 5, generator=g, dtype=D, requires_grad=True)
+    h1, h2 = torch.nn.functional.normalize(x1, dim=1), torch.nn.functional.normalize(x2, dim=1)
     tau = 0.4
     s = h1 @ h2.t() / tau
     ref = (-s.diag() + torch.logsumexp(s, dim=1)).mean()
-    assert node_loss(h1, h2, tau).item() == pytest.approx(ref.item(), rel=1e-12)
     st = s.t()
     ref_sym = 0.5 * (ref + (-st.diag() + torch.logsumexp(st, dim=1)).mean())
-    assert node_loss(h1, h2, tau, symmetric=True).item() == pytest.approx(ref_sym.item())
+    for out, want in ((node_loss(h1, h2, tau), ref),
+                      (node_loss(h1, h2, tau, symmetric=True), ref_sym)):
+        assert float(out) == pytest.approx(float(want), rel=1e-12)
+        got = torch.autograd.grad(out, [x1, x2], retain_graph=True)
+        exp = torch.autograd.grad(want, [x1, x2], retain_graph=True)
+        for gx, ex in zip(got, exp):
+            assert torch.allclose(gx, ex, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(ref, ref_sym)  # the two forms differ on this input
 
 
 # ------------------------------------------------------------------------------------------

@@ -318,7 +318,7 @@ def test_unboundable_activations_and_depth_raise():
     with pytest.raises(ValueError, match="'elu'"):
         GRACE(cfg, data.num_features).training_step(data)
     for bad in (dict(pot_kappa=1.5), dict(pot_batch=0), dict(loss_subset=1), dict(pot="yes")):
-        with pytest.raises((ValueError, TypeError)):
+        with pytest.raises((ValueError, TypeError), match=rf"^{next(iter(bad))}:"):
             GRACEConfig(**bad)
 
 

@@ -18,7 +18,7 @@ def test_config_validation_and_registry():
             cfg.max_train_length) == (320, 64, 10, 1e-3, 8, 3000)
     for bad in ({"lr": 0}, {"alpha": 1.5}, {"batch_size": 0}, {"iters": 0},
                 {"mask_mode": "zeros"}, {"pred_lens": (0,)}):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=rf"^{next(iter(bad))}:"):
             T.TS2VecConfig(**bad)
     assert T.default_iters(100_000) == 200 and T.default_iters(100_001) == 600
     spec = get_method("ts2vec")
