@@ -81,11 +81,18 @@ def test_minibatch_grace_loss_uses_the_seeds_only():
 
 
 def test_minibatch_grace_learns_on_cora(tmp_path):
-    """Five epochs of 1,024-seed batches on Cora: the linear probe reaches 70% (raw features of
-    Cora give about 57-60% with this probe, an untrained GCN about 60-65%)."""
-    from contrastkit.graphcl.grace import run
+    """Five epochs of 1,024-seed batches on Cora: the linear probe reaches 70% and beats the same
+    encoder untrained by 5 points (raw features of Cora give about 57-60% with this probe, the
+    untrained GCN about 64-68%)."""
+    from contrastkit.datasets import load
+    from contrastkit.graphcl.grace import GRACE, evaluate_embeddings, run
     from contrastkit.registry import RunContext
-    torch.manual_seed(0)
     cfg = GRACEConfig(dataset="cora", epochs=5, batch_size=1024, eval_repeats=1)
+    data = load("cora")
+    torch.manual_seed(0)  # run() seeds the same way before building the model
+    untrained = GRACE(cfg, data.num_features).eval()
+    with torch.no_grad():
+        before = evaluate_embeddings(cfg, untrained.embed(data), data, 0)["micro_f1"]
     res = run(cfg, RunContext(out_dir=tmp_path, device="cpu", seed=0, progress=False))
-    assert res.metrics["micro_f1"] >= 0.70, res.metrics
+    after = res.metrics["micro_f1"]
+    assert after >= 0.70 and after >= before + 0.05, (before, after)

@@ -307,13 +307,19 @@ def test_simclr_every_available_loss_trains_one_epoch():
             if loss == "swav" else {}
         views = 3 if loss.startswith("mv_") else 2
         cfg = SimCLRConfig(loss=loss, epochs=2, batch_size=16, proj_hidden=32, proj_dim=16,
-                           small_cnn_width=4, num_views=views, **extra)
+                           small_cnn_width=4, num_views=views, weight_decay=0.0, **extra)
         torch.manual_seed(0)
         m = SimCLR(cfg, 1, 12, (0.5,), (0.25,), backbone="small_cnn")
         before = [p.detach().clone() for p in m.encoder.parameters()]
         Trainer(2, progress=False).fit(m, ImageBatches(x, 16))
+        # no weight decay: only the loss's gradient can move the encoder
         moved = any(not torch.equal(a, b) for a, b in zip(before, m.encoder.parameters()))
         assert moved, f"loss {loss}: the encoder did not change"
+        m.zero_grad()
+        m.training_step(next(iter(ImageBatches(x, 16)))).backward()
+        grads = [p.grad for p in m.encoder.parameters() if p.grad is not None]
+        norm = sum(float(g.norm()) for g in grads)
+        assert grads and math.isfinite(norm) and norm > 1e-8, f"loss {loss}: no encoder gradient"
         assert m.embed(x[:5]).shape == (5, 16)
 
 
@@ -326,16 +332,36 @@ def test_moco_plugins_queue_ids_and_momentum():
     for plugin in ("none", "mochi", "feature_transformation"):
         cfg = MoCoConfig(plugin=plugin, epochs=2, batch_size=16, proj_hidden=32, proj_dim=16,
                          small_cnn_width=4, queue_size=48, mochi_num_hard=8, mochi_num_mix=8,
-                         mochi_num_mix_query=4, mochi_start_epoch=1)
+                         mochi_num_mix_query=4, mochi_start_epoch=1, ft_start_epoch=1)
         torch.manual_seed(0)
         m = MoCo(cfg, 1, 12, backbone="small_cnn")
+        calls: dict[str, int] = {}
+        for attr in ("_moco_loss", "_mochi_loss", "_ft_loss"):  # which loss each step used
+            fn = getattr(m, attr)
+            if fn is not None:
+                def counted(*a, _fn=fn, _name=attr, **k):
+                    calls[_name] = calls.get(_name, 0) + 1
+                    return _fn(*a, **k)
+                setattr(m, attr, counted)
         Trainer(2, progress=False).fit(m, ImageBatches(x, 16))
+        steps = len(ImageBatches(x, 16)) * (2 if cfg.symmetric else 1)  # loss calls per epoch
+        plugin_loss = {"mochi": "_mochi_loss", "feature_transformation": "_ft_loss"}.get(plugin)
+        if plugin_loss is None:
+            assert calls == {"_moco_loss": 2 * steps}
+        else:  # plain MoCo in the warm-up epoch, the plug-in from mochi/ft_start_epoch on
+            assert calls == {"_moco_loss": steps, plugin_loss: steps}, calls
         ids = m.queue.ids
         assert ids.min() >= 0 and ids.max() < 64, "the queue keeps the images' dataset ids"
         assert not any(p.requires_grad for p in m.key_encoder.parameters())
-        diff = [not torch.equal(a, b) for a, b in zip(m.key_encoder.parameters(),
-                                                        m.encoder.parameters())]
-        assert any(diff), "the key encoder is an EMA, not a copy"
+        # one more step: the key weights move to m * key + (1 - m) * query, exactly
+        key0 = [p.detach().clone() for p in (*m.key_encoder.parameters(),
+                                             *m.key_head.parameters())]
+        query0 = [p.detach().clone() for p in (*m.encoder.parameters(), *m.head.parameters())]
+        assert any(not torch.equal(k, q) for k, q in zip(key0, query0))
+        m.training_step(next(iter(ImageBatches(x, 16))))
+        key1 = [*m.key_encoder.parameters(), *m.key_head.parameters()]
+        for k0, q0, k1 in zip(key0, query0, key1):
+            torch.testing.assert_close(k1, cfg.momentum * k0 + (1 - cfg.momentum) * q0)
 
 
 def test_configs_validate():
