@@ -274,25 +274,31 @@ def test_configs_validate():
 
 
 # ---------------------------------------------------------------------------- learning
-#: SASRec on ML-100K, 20k training prefixes (histories cut to 20) x 3 epochs: test hr@10 must beat
-#: this floor (measured 0.075). Random ranking gives 10/1682 = 0.006 and item popularity 0.053 on
-#: the same split. About 40 s on one free core; the time assertion allows 2x for loaded machines.
-ML100K_HR10_FLOOR = 0.065
-ML100K_TIME_LIMIT_S = 240
+#: SASRec, CL4SRec and MCLRec on ML-100K, 20k training prefixes (histories cut to 20): test hr@10
+#: must beat these floors after the stated epochs (measured SASRec 0.075 and MCLRec 0.085 after 3,
+#: CL4SRec 0.068 after 6; CL4SRec learns slowest, as on Beauty: 0.052 after 3). Random ranking
+#: gives 10/1682 = 0.006 and item popularity 0.053 on the same split. About 40 / 80 / 100 s on one
+#: free core; the time limits allow generous room for loaded machines.
+ML100K_EPOCHS = {"sasrec": 3, "cl4srec": 6, "mclrec": 3}
+ML100K_HR10_FLOOR = {"sasrec": 0.065, "cl4srec": 0.060, "mclrec": 0.065}
+ML100K_TIME_LIMIT_S = {"sasrec": 240, "cl4srec": 480, "mclrec": 600}
 
 
-def test_sasrec_learns_on_ml100k(restore_global_state):
+@pytest.mark.parametrize("name", ["sasrec", "cl4srec", "mclrec"])
+def test_learns_on_ml100k(name, restore_global_state):
     require_dataset("ml-100k")
     from contrastkit import datasets
     data = datasets.load("ml-100k")
-    cfg = SASRecConfig(dataset="ml-100k", epochs=3, max_train_samples=20000, max_len=20,
-                       hidden_dropout=0.1, attn_dropout=0.1)
+    method_cls, config_cls = {"sasrec": (SASRec, SASRecConfig), "cl4srec": (CL4SRec, CL4SRecConfig),
+                              "mclrec": (MCLRec, MCLRecConfig)}[name]
+    cfg = config_cls(dataset="ml-100k", epochs=ML100K_EPOCHS[name], max_train_samples=20000,
+                     max_len=20, hidden_dropout=0.1, attn_dropout=0.1)
     t0 = time.perf_counter()
-    _, metrics, _ = fit_seqrec(SASRec, cfg, data,
+    _, metrics, _ = fit_seqrec(method_cls, cfg, data,
                                RunContext(out_dir=None, device="cpu", seed=0, progress=False))
     elapsed = time.perf_counter() - t0
-    assert metrics["hr@10"] > ML100K_HR10_FLOOR, metrics
-    assert elapsed < ML100K_TIME_LIMIT_S, elapsed
+    assert metrics["hr@10"] > ML100K_HR10_FLOOR[name], metrics
+    assert elapsed < ML100K_TIME_LIMIT_S[name], elapsed
 
 
 def test_recommend_and_its_bad_input():
