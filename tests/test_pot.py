@@ -18,9 +18,9 @@ from contrastkit.graphcl.encoders import GCNEncoder
 from contrastkit.graphcl.grace import (GRACE, GCAPOTConfig, GRACEConfig, GRACEPOTConfig,
                                        evaluate_embeddings)
 from contrastkit.graphcl.pot import (GCA_POT_PRESETS, GRACE_POT_PRESETS, POTPlugin,
-                                     adaptive_budgets, boundable_slope, contrast_direction,
-                                     node_degrees, pot_bce, pot_bounds, pot_score,
-                                     uniform_budgets)
+                                     adaptive_budgets, boundable_slope, certified_score,
+                                     contrast_direction, node_degrees, pot_bce, pot_bounds,
+                                     pot_score, uniform_budgets)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,7 +234,8 @@ def test_score_against_sampled_admissible_augmentations():
       ≈ 0.37 (ReLU) / 0.48 (PReLU) of (node, augmentation) pairs. The spec expected "rarely";
       the cause is pitfall 4(b): the back-substitution uses node l's own objective (W̃₂_l, W̃₁_l)
       for every neighbour l of i, so s_i differs from node i's margin even with no edge dropped.
-      The test pins the rate (regression guard) and that the score tracks the margin.
+      The test pins the rate (regression guard) and that the score tracks the margin. The
+      sound option, ``certified_score``, is never violated (test below).
     """
     n, f, h = 40, 8, 6
     total = viol = 0
@@ -270,6 +271,104 @@ def test_score_against_sampled_admissible_augmentations():
     assert 0.2 < rate < 0.6, rate
     corr = torch.corrcoef(torch.stack([torch.cat(scores), torch.cat(margins)]))[0, 1]
     assert corr > 0.1, corr  # measured ≈ 0.23: a weak surrogate of the margin
+
+
+def _reference_certified(enc, x, clean, q, w):
+    """Slow dense float64 transcription of :func:`certified_score`: node i's objective through
+    every neighbour j's layer-1 interval, the minimum of c·σ(p) over the interval taken per
+    unit from its two ends and its kink, then the worse end of each adjacency interval."""
+    n = x.size(0)
+    a = torch.zeros(n, n, dtype=torch.float64)
+    a[clean[0], clean[1]] = 1.0
+    d = a.sum(1)
+    a_tilde = a + torch.eye(n, dtype=torch.float64)
+    inv = 1 / torch.sqrt(d + 1 - q.double())
+    upper = torch.where(a_tilde > 0, inv[:, None] * inv[None, :], torch.zeros_like(a))
+    lower = torch.diag(1 / (d + 1))
+    c1, c2 = enc.convs
+    alpha = boundable_slope(enc)
+    p1 = x @ c1.lin.weight.t()
+    mid, rad = (upper + lower) / 2, (upper - lower) / 2
+    lo = mid @ p1 - rad @ p1.abs() + c1.bias
+    hi = mid @ p1 + rad @ p1.abs() + c1.bias
+
+    def act(v):
+        return torch.clamp(v, min=0) + alpha * torch.clamp(v, max=0)
+
+    out = []
+    for i in range(n):
+        c = c2.lin.weight.t() @ w[i]
+        total = w[i] @ c2.bias
+        for j in range(n):
+            if a_tilde[i, j] == 0:
+                continue
+            g = 0.0
+            for k in range(c.numel()):
+                pts = [lo[j, k], hi[j, k]]
+                if lo[j, k] < 0 < hi[j, k]:
+                    pts.append(torch.zeros((), dtype=torch.float64))
+                g = g + min(c[k] * act(p) for p in pts)
+            total = total + min(lower[i, j] * g, upper[i, j] * g)
+        out.append(total)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("act", ["relu", "prelu"])
+def test_certified_score_matches_reference_with_gradients(act):
+    n, f, h = 14, 5, 3
+    clean = _graph(n, 30, seed=4)
+    enc = _encoder(f, h, act, seed=4)
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(n, f, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(n, h, generator=g, dtype=torch.float64, requires_grad=True)
+    q = uniform_budgets(node_degrees(clean, n), 0.5)
+    b = pot_bounds(clean, n, q, dtype=torch.float64)
+    got = certified_score(enc, x, b, w, chunk_size=7)  # several chunks
+    ref = _reference_certified(enc, x, clean, q, w)
+    torch.testing.assert_close(got, ref)
+    params = [x, w, *enc.parameters()]
+    g1 = torch.autograd.grad(got.sum(), params, allow_unused=True)
+    g2 = torch.autograd.grad(ref.sum(), params, allow_unused=True)
+    for a_, b_ in zip(g1, g2):
+        if b_ is None:
+            assert a_ is None or not a_.any()
+        else:
+            torch.testing.assert_close(a_, b_)
+    with pytest.raises(ValueError, match="chunk_size"):
+        certified_score(enc, x, b, w, chunk_size=0)
+
+
+def test_certified_score_is_never_violated_on_admissible_augmentations():
+    """Acceptance check 2 for the sound option: the same random GCNs and budget-respecting
+    symmetric augmentations as above; ``certified_score`` never exceeds the true margin."""
+    n, f, h = 40, 8, 6
+    gaps = []
+    for trial in range(6):
+        clean = _graph(n, 90, seed=trial)
+        enc = _encoder(f, h, "relu" if trial % 2 else "prelu", seed=trial)
+        g = torch.Generator().manual_seed(100 + trial)
+        x = torch.rand(n, f, generator=g, dtype=torch.float64)
+        q = uniform_budgets(node_degrees(clean, n), 0.5)
+        b = pot_bounds(clean, n, q, dtype=torch.float64)
+        with torch.no_grad():
+            w = contrast_direction(enc(x, _aug(clean, 0.3, trial)))
+            s = certified_score(enc, x, b, w)
+            for graph in [clean] + [_admissible(clean, n, q, 0.6, g) for _ in range(25)]:
+                margin = (enc(x, graph) * w).sum(1)
+                assert bool((s <= margin + 1e-10).all()), float((s - margin).max())
+                gaps.append(margin - s)
+    gap = torch.cat(gaps)
+    print(f"certified score: mean gap to the margin {float(gap.mean()):.3f}")
+    assert float(gap.min()) >= -1e-10 and float(gap.mean()) > 0
+
+
+def test_certified_bound_option_trains():
+    data = _toy_data()
+    cfg = GRACEConfig(hidden_channels=8, projection_channels=8, pot=True, pot_bound="certified")
+    m = _train(cfg, data, epochs=3)
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+    with pytest.raises(ValueError, match="pot_bound"):
+        GRACEConfig(pot_bound="crown")
 
 
 # ---------------------------------------------------------------------------------------------
