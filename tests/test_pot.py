@@ -226,6 +226,21 @@ def _admissible(clean, n, q, p, g):
     return to_undirected(und[:, keep], num_nodes=n)
 
 
+def _acceptance_trials(n=40, f=8, h=6, trials=6):
+    """Acceptance check 2's cases: random graph, 2-layer GCN (ReLU / PReLU), features, GRACE
+    budgets at p = 0.5, their bounds, a contrast direction and the generator for sampling."""
+    for trial in range(trials):
+        clean = _graph(n, 90, seed=trial)
+        enc = _encoder(f, h, "relu" if trial % 2 else "prelu", seed=trial)
+        g = torch.Generator().manual_seed(100 + trial)
+        x = torch.rand(n, f, generator=g, dtype=torch.float64)
+        q = uniform_budgets(node_degrees(clean, n), 0.5)
+        b = pot_bounds(clean, n, q, dtype=torch.float64)
+        with torch.no_grad():
+            w = contrast_direction(enc(x, _aug(clean, 0.3, trial)))
+        yield clean, enc, x, q, b, w, g
+
+
 def test_score_against_sampled_admissible_augmentations():
     """Acceptance check 2 on random 2-layer GCNs and budget-respecting symmetric augmentations.
 
@@ -237,18 +252,11 @@ def test_score_against_sampled_admissible_augmentations():
       The test pins the rate (regression guard) and that the score tracks the margin. The
       sound option, ``certified_score``, is never violated (test below).
     """
-    n, f, h = 40, 8, 6
+    n = 40
     total = viol = 0
     scores, margins = [], []
-    for trial in range(6):
-        clean = _graph(n, 90, seed=trial)
-        enc = _encoder(f, h, "relu" if trial % 2 else "prelu", seed=trial)
-        g = torch.Generator().manual_seed(100 + trial)
-        x = torch.rand(n, f, generator=g, dtype=torch.float64)
-        q = uniform_budgets(node_degrees(clean, n), 0.5)
-        b = pot_bounds(clean, n, q, dtype=torch.float64)
+    for clean, enc, x, q, b, w, g in _acceptance_trials(n):
         with torch.no_grad():
-            w = contrast_direction(enc(x, _aug(clean, 0.3, trial)))
             ei, mid, rad = b.restrict(None)
             p1 = x @ enc.convs[0].lin.weight.t()
             mid_d = torch.zeros(n, n, dtype=torch.float64)
@@ -341,17 +349,10 @@ def test_certified_score_matches_reference_with_gradients(act):
 def test_certified_score_is_never_violated_on_admissible_augmentations():
     """Acceptance check 2 for the sound option: the same random GCNs and budget-respecting
     symmetric augmentations as above; ``certified_score`` never exceeds the true margin."""
-    n, f, h = 40, 8, 6
+    n = 40
     gaps = []
-    for trial in range(6):
-        clean = _graph(n, 90, seed=trial)
-        enc = _encoder(f, h, "relu" if trial % 2 else "prelu", seed=trial)
-        g = torch.Generator().manual_seed(100 + trial)
-        x = torch.rand(n, f, generator=g, dtype=torch.float64)
-        q = uniform_budgets(node_degrees(clean, n), 0.5)
-        b = pot_bounds(clean, n, q, dtype=torch.float64)
+    for clean, enc, x, q, b, w, g in _acceptance_trials(n):
         with torch.no_grad():
-            w = contrast_direction(enc(x, _aug(clean, 0.3, trial)))
             s = certified_score(enc, x, b, w)
             for graph in [clean] + [_admissible(clean, n, q, 0.6, g) for _ in range(25)]:
                 margin = (enc(x, graph) * w).sum(1)

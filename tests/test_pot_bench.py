@@ -20,11 +20,17 @@ def _fake_run(calls):
     return run_one
 
 
-def test_append_adds_only_missing_seeds(tmp_path, monkeypatch):
+def _fake_bench(monkeypatch):
+    """benchmarks/pot.py with training replaced by a recorder of (seed, pot) calls."""
     bench = load_benchmark("pot")
     calls: list = []
     monkeypatch.setattr(bench, "run_one", _fake_run(calls))
     monkeypatch.setattr(bench, "load", lambda name: None)
+    return bench, calls
+
+
+def test_append_adds_only_missing_seeds(tmp_path, monkeypatch):
+    bench, calls = _fake_bench(monkeypatch)
     out = tmp_path / "pot_x"
     argv = ["pot.py", "--plan", "cora:grace:5:0", "--out", str(out)]
     monkeypatch.setattr(sys, "argv", argv + ["--seeds", "0", "1"])
@@ -50,10 +56,7 @@ def test_append_adds_only_missing_seeds(tmp_path, monkeypatch):
 
 
 def test_merge_joins_runs_of_another_process(tmp_path, monkeypatch):
-    bench = load_benchmark("pot")
-    calls: list = []
-    monkeypatch.setattr(bench, "run_one", _fake_run(calls))
-    monkeypatch.setattr(bench, "load", lambda name: None)
+    bench, calls = _fake_bench(monkeypatch)
     main, other = tmp_path / "pot_main", tmp_path / "pot_other"
     plan = ["pot.py", "--plan", "cora:gca:5:0"]
     monkeypatch.setattr(sys, "argv", plan + ["--seeds", "0", "1", "--out", str(main)])
@@ -75,10 +78,7 @@ def test_merge_joins_runs_of_another_process(tmp_path, monkeypatch):
 
 
 def test_arms_split_one_seed_over_two_processes(tmp_path, monkeypatch):
-    bench = load_benchmark("pot")
-    calls: list = []
-    monkeypatch.setattr(bench, "run_one", _fake_run(calls))
-    monkeypatch.setattr(bench, "load", lambda name: None)
+    bench, calls = _fake_bench(monkeypatch)
     first, second = tmp_path / "pot_first", tmp_path / "pot_second"
     plan = ["pot.py", "--plan", "cora:gca:5:0", "--seeds", "0", "1"]
     monkeypatch.setattr(sys, "argv", plan + ["--arms", "pot", "--out", str(first)])
