@@ -19,6 +19,10 @@ output). Results are rewritten after every run, so an interrupted benchmark keep
     python benchmarks/pot.py --plan cora:gca:700:0 --seeds 2 --arms base --out OTHER
                                                           # one arm only (split a seed's arms)
 
+    python benchmarks/pot.py --plan cora:grace:200:0 --arms pot --pot-bound certified \
+        --merge benchmarks/results/pot_cora_spec.json --out benchmarks/results/pot_cora_certified
+                                      # the sound score's POT arms against the saved base arms
+
 ``--plan`` items are ``dataset:base:epochs:loss_subset``.
 """
 
@@ -36,7 +40,7 @@ import torch
 from contrastkit.core.trainer import Trainer
 from contrastkit.datasets import load
 from contrastkit.graphcl.grace import GRACE, GCAPOTConfig, GRACEPOTConfig, evaluate_embeddings
-from contrastkit.graphcl.pot import GCA_POT_PRESETS, GRACE_POT_PRESETS
+from contrastkit.graphcl.pot import GCA_POT_PRESETS, GRACE_POT_PRESETS, POT_BOUNDS
 
 RESULTS = Path(__file__).parent / "results"
 #: default plan for ~1 hour of one (shared, ~40 % available) CPU core: heavily reduced epochs
@@ -46,11 +50,11 @@ DEFAULT_PLAN = ["cora:grace:60:1024", "cora:gca:60:1024", "citeseer:grace:20:102
 
 
 def run_one(dataset: str, base: str, pot: bool, seed: int, epochs: int, subset: int,
-            data, official: bool = False) -> dict:
+            data, official: bool = False, pot_bound: str = "official") -> dict:
     presets = GRACE_POT_PRESETS if base == "grace" else GCA_POT_PRESETS
     cls = GRACEPOTConfig if base == "grace" else GCAPOTConfig
     cfg = cls(**dict(presets[dataset], dataset=dataset, pot=pot, epochs=epochs,
-                     loss_subset=subset, pot_swap_masks=official))
+                     loss_subset=subset, pot_swap_masks=official, pot_bound=pot_bound))
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     method = GRACE(cfg, data.num_features)
@@ -60,7 +64,7 @@ def run_one(dataset: str, base: str, pot: bool, seed: int, epochs: int, subset: 
     method.eval()
     metrics = evaluate_embeddings(cfg, method.embed(data), data, seed)
     return dict(dataset=dataset, base=base, pot=pot, seed=seed, epochs=epochs,
-                loss_subset=subset, kappa=cfg.pot_kappa, train_s=train_s,
+                loss_subset=subset, kappa=cfg.pot_kappa, pot_bound=pot_bound, train_s=train_s,
                 wall_s=time.perf_counter() - t0, final_loss=trainer.history[-1]["loss"],
                 **metrics)
 
@@ -71,14 +75,27 @@ def _ms(values: list[float]) -> str:
     return f"{100 * np.mean(values):.2f} ± {100 * np.std(values):.2f}"
 
 
+def _bound(r: dict) -> str:
+    """The POT arm's score (runs saved before ``--pot-bound`` existed used the official one)."""
+    return r.get("pot_bound", "official")
+
+
 def summarise(runs: list[dict]) -> tuple[list[dict], str]:
-    rows, groups = [], {}
+    """One row per (dataset, base, POT score): its POT arms paired by seed with the base arms."""
+    rows, groups, bases = [], {}, {}
     for r in runs:
-        groups.setdefault((r["dataset"], r["base"]), []).append(r)
-    for (ds, base), rs in groups.items():
+        if r["pot"]:
+            groups.setdefault((r["dataset"], r["base"], _bound(r)), []).append(r)
+        else:
+            bases.setdefault((r["dataset"], r["base"]), []).append(r)
+    for ds, base in bases:
+        if not any(k[:2] == (ds, base) for k in groups):
+            groups[(ds, base, "official")] = []
+    for (ds, base, bound), pot_runs in groups.items():
+        rs = pot_runs + bases.get((ds, base), [])
         by = {(r["seed"], r["pot"]): r for r in rs}
         seeds = sorted({s for s, p in by if (s, True) in by and (s, False) in by})
-        row = dict(dataset=ds, base=base, seeds=seeds, epochs=rs[0]["epochs"],
+        row = dict(dataset=ds, base=base, pot_bound=bound, seeds=seeds, epochs=rs[0]["epochs"],
                    loss_subset=rs[0]["loss_subset"], kappa=rs[0]["kappa"])
         for key in ("micro_f1", "macro_f1", "micro_f1_official"):
             b = [by[(s, False)][key] for s in seeds if key in by[(s, False)]]
@@ -99,7 +116,8 @@ def summarise(runs: list[dict]) -> tuple[list[dict], str]:
                  f"{100 * m['diff_mean']:+.2f} ± {100 * m['diff_std']:.2f}")
         wall = ("-" if r["wall_s_base"] is None else
                 f"{r['wall_s_base']:.0f} / {r['wall_s_pot']:.0f}")
-        lines.append(f"| {r['dataset']} | {r['base']} | {r['epochs']} | {r['loss_subset'] or 'all'}"
+        label = r["base"] + ("" if r["pot_bound"] == "official" else f" ({r['pot_bound']} POT)")
+        lines.append(f"| {r['dataset']} | {label} | {r['epochs']} | {r['loss_subset'] or 'all'}"
                      f" | {r['kappa']} | {len(r['seeds'])} | {_ms(mi['base'])} | {_ms(mi['pot'])} | "
                      f"{fmt_d(mi)} | {_ms(ma['base'])} | {_ms(ma['pot'])} | {fmt_d(ma)} | "
                      f"{fmt_d(off)} | {wall} |")
@@ -107,7 +125,8 @@ def summarise(runs: list[dict]) -> tuple[list[dict], str]:
 
 
 def _key(r: dict) -> tuple:
-    return (r["dataset"], r["base"], r["epochs"], r["loss_subset"], r["seed"], r["pot"])
+    return (r["dataset"], r["base"], r["epochs"], r["loss_subset"], r["seed"], r["pot"],
+            _bound(r) if r["pot"] else "")
 
 
 def save(out: Path, runs: list[dict], plan: list[str], total_wall_s: float) -> str:
@@ -139,6 +158,9 @@ def main() -> None:
     ap.add_argument("--merge", nargs="+", default=[], metavar="JSON",
                     help="also keep the runs of these saved results (e.g. seeds run by another "
                          "process) and skip what they cover")
+    ap.add_argument("--pot-bound", default="official", choices=POT_BOUNDS,
+                    help="score of the POT arms: the official surrogate or the sound certificate "
+                         "(saved and summarised separately; base arms are shared)")
     ap.add_argument("--arms", nargs="+", choices=("base", "pot"), default=["base", "pot"],
                     help="run only these arms (to split one seed's two arms over two processes; "
                          "join them with --merge)")
@@ -168,9 +190,12 @@ def main() -> None:
             for pot in (False, True):
                 if ("pot" if pot else "base") not in args.arms:
                     continue
-                if (ds, base, int(epochs), int(subset), seed, pot) in done:
+                key = (ds, base, int(epochs), int(subset), seed, pot,
+                       args.pot_bound if pot else "")
+                if key in done:
                     continue
-                r = run_one(ds, base, pot, seed, int(epochs), int(subset), data, args.official)
+                r = run_one(ds, base, pot, seed, int(epochs), int(subset), data, args.official,
+                            args.pot_bound)
                 runs.append(r)
                 print(f"{ds:9s} {base:5s} pot={pot!s:5s} seed={seed} micro_f1={r['micro_f1']:.4f} "
                       f"macro_f1={r['macro_f1']:.4f} wall={r['wall_s']:.0f}s", flush=True)

@@ -11,12 +11,13 @@ from conftest import load_benchmark
 
 
 def _fake_run(calls):
-    def run_one(dataset, base, pot, seed, epochs, subset, data, official=False):
+    def run_one(dataset, base, pot, seed, epochs, subset, data, official=False,
+                pot_bound="official"):
         calls.append((seed, pot))
-        f1 = 0.70 + 0.01 * seed + (0.02 if pot else 0.0)
+        f1 = 0.70 + 0.01 * seed + ((0.02 if pot_bound == "official" else -0.01) if pot else 0.0)
         return dict(dataset=dataset, base=base, pot=pot, seed=seed, epochs=epochs,
-                    loss_subset=subset, kappa=0.5, train_s=1.0, wall_s=1.0, final_loss=0.0,
-                    micro_f1=f1, macro_f1=f1 - 0.05)
+                    loss_subset=subset, kappa=0.5, pot_bound=pot_bound, train_s=1.0, wall_s=1.0,
+                    final_loss=0.0, micro_f1=f1, macro_f1=f1 - 0.05)
     return run_one
 
 
@@ -95,3 +96,24 @@ def test_arms_split_one_seed_over_two_processes(tmp_path, monkeypatch):
     assert calls == []
     row = json.loads(first.with_suffix(".json").read_text())["summary"][0]
     assert row["seeds"] == [0, 1] and row["micro_f1"]["diff_mean"] == pytest.approx(0.02)
+
+
+def test_certified_pot_arms_pair_with_the_saved_base_arms(tmp_path, monkeypatch):
+    bench, calls = _fake_bench(monkeypatch)
+    official, certified = tmp_path / "pot_official", tmp_path / "pot_certified"
+    plan = ["pot.py", "--plan", "cora:grace:5:0", "--seeds", "0", "1"]
+    monkeypatch.setattr(sys, "argv", plan + ["--out", str(official)])
+    bench.main()
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", plan + ["--pot-bound", "certified", "--merge",
+                                             str(official.with_suffix(".json")), "--out",
+                                             str(certified)])
+    bench.main()
+    assert calls == [(0, True), (1, True)]  # only the certified POT arms are new
+    saved = json.loads(certified.with_suffix(".json").read_text())
+    rows = {r["pot_bound"]: r for r in saved["summary"]}
+    assert set(rows) == {"official", "certified"}
+    assert rows["official"]["micro_f1"]["diff_mean"] == pytest.approx(0.02)
+    assert rows["certified"]["micro_f1"]["diff_mean"] == pytest.approx(-0.01)
+    assert rows["certified"]["seeds"] == [0, 1]
+    assert "grace (certified POT)" in certified.with_suffix(".md").read_text()
