@@ -330,6 +330,33 @@ def clean_hidden(encoder: nn.Module, x: Tensor, edge_index: Tensor,
     return encoder.activation(out if conv.bias is None else out + conv.bias)
 
 
+def _score_inputs(encoder: nn.Module, x: Tensor, w: Tensor, nodes: Tensor | None,
+                  xw: Tensor | None) -> tuple[float, int, Tensor, Tensor, Tensor, Tensor]:
+    """``(α, n, b₁, W₂ [h, m], b₂, P₁ = (X W₁ᵀ)[S] [n, m])`` of both scores, after checking
+    ``w``'s shape."""
+    alpha = boundable_slope(encoder)
+    conv1, conv2 = encoder.convs
+    n = x.size(0) if nodes is None else nodes.numel()
+    if w.shape != (n, conv2.lin.weight.size(0)):
+        raise ValueError(f"w: expected shape [{n}, {conv2.lin.weight.size(0)}], "
+                         f"got {tuple(w.shape)}")
+    W1, W2 = conv1.lin.weight, conv2.lin.weight
+    b1 = conv1.bias if conv1.bias is not None else W1.new_zeros(W1.size(0))
+    b2 = conv2.bias if conv2.bias is not None else W2.new_zeros(W2.size(0))
+    if xw is None:
+        p1 = (x if nodes is None else x[nodes]) @ W1.t()
+    else:
+        p1 = xw if nodes is None else xw[nodes]
+    return alpha, n, b1, W2, b2, p1
+
+
+def _interval(edge_index: Tensor, mid: Tensor, rad: Tensor, p: Tensor, bias: Tensor,
+              n: int) -> tuple[Tensor, Tensor]:
+    """``Mid P ± Rad |P| + b``: bounds of ``Â P + b`` over ``Â^L ≤ Â ≤ Â^U`` (``[n, k]`` each)."""
+    c, r = _spmm(edge_index, mid, p, n), _spmm(edge_index, rad, p.abs(), n)
+    return c - r + bias, c + r + bias
+
+
 def pot_score(encoder: nn.Module, x: Tensor, bounds: POTBounds, view_edge_index: Tensor,
               w: Tensor, nodes: Tensor | None = None, *, clean_edge_index: Tensor | None = None,
               hidden: Tensor | None = None, xw: Tensor | None = None,
@@ -363,31 +390,15 @@ def pot_score(encoder: nn.Module, x: Tensor, bounds: POTBounds, view_edge_index:
     Returns:
         ``s [n]``; differentiable in the encoder parameters, ``x`` and ``w``.
     """
-    alpha = boundable_slope(encoder)
-    conv1, conv2 = encoder.convs
+    alpha, n, b1, W2, b2, p1 = _score_inputs(encoder, x, w, nodes, xw)
     N = x.size(0)
-    n = x.size(0) if nodes is None else nodes.numel()
-    if w.shape != (n, conv2.lin.weight.size(0)):
-        raise ValueError(f"w: expected shape [{n}, {conv2.lin.weight.size(0)}], "
-                         f"got {tuple(w.shape)}")
     ei, mid, rad = bounds.restrict(nodes)
-    W1, W2 = conv1.lin.weight, conv2.lin.weight          # [m, F], [h, m]
-    b1 = conv1.bias if conv1.bias is not None else W1.new_zeros(W1.size(0))
-    b2 = conv2.bias if conv2.bias is not None else W2.new_zeros(W2.size(0))
-
-    if xw is None:
-        p1 = (x if nodes is None else x[nodes]) @ W1.t()  # [n, m]
-    else:
-        p1 = xw if nodes is None else xw[nodes]
-    c1, r1 = _spmm(ei, mid, p1, n), _spmm(ei, rad, p1.abs(), n)
-    l1, u1 = c1 - r1 + b1, c1 + r1 + b1
+    l1, u1 = _interval(ei, mid, rad, p1, b1, n)
     if hidden is None:
         hidden = clean_hidden(encoder, x, bounds.edge_index if clean_edge_index is None
                               else clean_edge_index)
     hs = hidden if nodes is None else hidden[nodes]
-    p2 = hs @ W2.t()                                      # [n, h]
-    c2, r2 = _spmm(ei, mid, p2, n), _spmm(ei, rad, p2.abs(), n)
-    l2, u2 = c2 - r2 + b2, c2 + r2 + b2
+    l2, u2 = _interval(ei, mid, rad, hs @ W2.t(), b2, n)  # [n, h]
 
     a2, t2 = relaxation(l2, u2, alpha, exact_chord)
     a1, t1 = relaxation(l1, u1, alpha, exact_chord)
@@ -417,8 +428,8 @@ def certified_score(encoder: nn.Module, x: Tensor, bounds: POTBounds, w: Tensor,
     .. math::
 
         g_{ij} = \min_{p \in [l_j, u_j]} c_i \cdot \sigma(p)
-               = \sum_k \minig(c_{ik}\sigma(l_{jk}),\, c_{ik}\sigma(u_{jk}),\,
-                 c_{ik}\sigma(\mathrm{clamp}(0, l_{jk}, u_{jk}))ig),\qquad
+               = \sum_k \min\big(c_{ik}\sigma(l_{jk}),\, c_{ik}\sigma(u_{jk}),\,
+                 c_{ik}\sigma(\mathrm{clamp}(0, l_{jk}, u_{jk}))\big),\qquad
         s_i = \sum_{j \in N(i) \cup \{i\}} \min(\hat A^L_{ij} g_{ij}, \hat A^U_{ij} g_{ij})
               + w_i \cdot b_2 .
 
@@ -441,30 +452,13 @@ def certified_score(encoder: nn.Module, x: Tensor, bounds: POTBounds, w: Tensor,
     Returns:
         ``s [n]``, differentiable in the encoder parameters, ``x`` and ``w``.
     """
-    alpha = boundable_slope(encoder)
-    conv1, conv2 = encoder.convs
-    n = x.size(0) if nodes is None else nodes.numel()
-    if w.shape != (n, conv2.lin.weight.size(0)):
-        raise ValueError(f"w: expected shape [{n}, {conv2.lin.weight.size(0)}], "
-                         f"got {tuple(w.shape)}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
+    alpha, n, b1, W2, b2, p1 = _score_inputs(encoder, x, w, nodes, xw)
     ei, mid, rad = bounds.restrict(nodes)
-    W1, W2 = conv1.lin.weight, conv2.lin.weight          # [m, F], [h, m]
-    b1 = conv1.bias if conv1.bias is not None else W1.new_zeros(W1.size(0))
-    b2 = conv2.bias if conv2.bias is not None else W2.new_zeros(W2.size(0))
-    if xw is None:
-        p1 = (x if nodes is None else x[nodes]) @ W1.t()
-    else:
-        p1 = xw if nodes is None else xw[nodes]
-    c1, r1 = _spmm(ei, mid, p1, n), _spmm(ei, rad, p1.abs(), n)
-    lo, hi = c1 - r1 + b1, c1 + r1 + b1                   # [n, m], sound for nodes=None
+    lo, hi = _interval(ei, mid, rad, p1, b1, n)           # [n, m], sound for nodes=None
     kink = torch.minimum(torch.maximum(torch.zeros_like(lo), lo), hi)
-
-    def act(p: Tensor) -> Tensor:
-        return torch.where(p >= 0, p, alpha * p)
-
-    s_lo, s_hi, s_kink = act(lo), act(hi), act(kink)
+    s_lo, s_hi, s_kink = (F.leaky_relu(v, alpha) for v in (lo, hi, kink))
     c = w @ W2                                            # [n, m]: c_i = W₂ᵀ w_i
     lower_e, upper_e = (mid - rad).to(c.dtype), (mid + rad).to(c.dtype)
     out = w @ b2
