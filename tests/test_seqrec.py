@@ -289,7 +289,8 @@ def test_learns_on_ml100k(name, restore_global_state):
     require_dataset("ml-100k")
     from contrastkit import datasets
     data = datasets.load("ml-100k")
-    method_cls, config_cls = {"sasrec": (SASRec, SASRecConfig), "cl4srec": (CL4SRec, CL4SRecConfig),
+    method_cls, config_cls = {"sasrec": (SASRec, SASRecConfig),
+                              "cl4srec": (CL4SRec, CL4SRecConfig),
                               "mclrec": (MCLRec, MCLRecConfig)}[name]
     cfg = config_cls(dataset="ml-100k", epochs=ML100K_EPOCHS[name], max_train_samples=20000,
                      max_len=20, hidden_dropout=0.1, attn_dropout=0.1)
