@@ -65,6 +65,7 @@ def run_one(method: str, dataset: str, args: argparse.Namespace) -> dict:
         overrides["max_train_time_s"] = 60.0 * args.max_minutes
     if args.max_train_samples:
         overrides["max_train_samples"] = args.max_train_samples
+    overrides["checkpoint_every"] = args.checkpoint_every
     cfg = build_config(spec.config_cls, spec.presets.get(dataset, {}), {}, overrides,
                        {"dataset": dataset})
     out = Path(args.out) / f"{method}-{dataset}"
@@ -143,6 +144,9 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true",
                     help="continue each run from its checkpoint in --out (e.g. with a new "
                          "--max-minutes budget); time/epoch then covers the new epochs only")
+    ap.add_argument("--checkpoint-every", type=int, default=1,
+                    help="write the run's checkpoint.pt every N epochs (0: at the end only), so "
+                         "a stopped CPU run can go on with --resume")
     ap.add_argument("--note", default=None, help="text appended to the table's note")
     args = ap.parse_args()
     if not args.table_only:
