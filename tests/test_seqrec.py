@@ -368,3 +368,28 @@ def test_resume_is_exact_and_keeps_the_selected_state(tmp_path, restore_global_s
             assert torch.equal(a, b), k
     assert met_full["hr@20"] == met_res["hr@20"]
     assert m_res.best["epoch"] == m_full.best["epoch"]
+
+
+@pytest.mark.filterwarnings("ignore:resume. the method config differs")
+def test_resume_after_a_patience_stop_trains_nothing(tmp_path, restore_global_state):
+    """A run stopped on patience stays stopped when resumed with a larger epoch budget."""
+    from contrastkit.datasets.sequence import from_sequences
+    g = torch.Generator().manual_seed(0)
+    seqs = [torch.randint(1, 25, (int(torch.randint(4, 15, (1,), generator=g)),),
+                          generator=g).tolist() for _ in range(40)]
+    data = from_sequences(seqs, num_items=25)
+
+    def fit(epochs, resume=False):
+        c = SASRecConfig(hidden_size=16, num_heads=2, inner_size=32, batch_size=32,
+                         epochs=epochs, patience=1, lr=1e-12)  # no improvement after epoch 1
+        return fit_seqrec(SASRec, c, data, RunContext(out_dir=tmp_path, device="cpu", seed=0,
+                                                      progress=False, resume=resume))
+
+    m1, met1, _ = fit(10)
+    assert met1["epochs_run"] < 10 and m1.best["bad"] >= 1  # stopped on patience
+    with pytest.warns(RuntimeWarning, match="stopped early"):
+        m2, met2, _ = fit(10, resume=True)
+    assert met2["epochs_run"] == met1["epochs_run"]
+    for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
+        if isinstance(a, torch.Tensor):
+            assert torch.equal(a, b), k

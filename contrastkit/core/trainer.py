@@ -198,7 +198,8 @@ class Trainer:
 
     Early stopping: a method that sets ``method.stop_training = True`` (e.g. in
     ``on_epoch_end``) ends training after that epoch, which then counts as the last one
-    (evaluated and checkpointed).
+    (evaluated and checkpointed). If the flag is set again by the restored state on resume (e.g.
+    a patience counter saved through ``get_extra_state``), nothing more is trained.
 
     Attributes:
         history: one dict per epoch (``epoch``, ``loss``, ``time_s``, ``lr`` and, when evaluated,
@@ -536,13 +537,18 @@ class Trainer:
                             f"got {type(self.optimizer).__name__}")
         self.scaler = (torch.amp.GradScaler("cuda") if self._amp_dtype == torch.float16 else None)
 
-        start_epoch = 0
+        start_epoch, first_epoch = 0, 0
         if ckpt_path is not None:
             start_epoch = self._restore(method, ckpt_path, loader)
             if start_epoch >= self.epochs:
                 warnings.warn(f"resume: the checkpoint already covers {start_epoch} epochs "
                               f"(epochs={self.epochs}); nothing to train", RuntimeWarning,
                               stacklevel=2)
+            elif getattr(method, "stop_training", False):
+                warnings.warn(f"resume: the method had stopped early after {start_epoch} epochs "
+                              f"(its restored state says so); nothing to train", RuntimeWarning,
+                              stacklevel=2)
+            first_epoch = self.epochs if getattr(method, "stop_training", False) else start_epoch
         self._write_log(self.history, append=False)  # log == history (fresh: empty file)
 
         model: nn.Module = method
@@ -561,7 +567,7 @@ class Trainer:
         steps_total = 0
         t_fit = time.perf_counter()
         try:
-            for epoch in range(start_epoch, self.epochs):
+            for epoch in range(first_epoch, self.epochs):
                 self.epoch = epoch
                 for obj in self._epoch_setters(loader):
                     obj.set_epoch(epoch)

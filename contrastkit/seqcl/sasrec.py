@@ -404,6 +404,9 @@ class SASRec(ContrastiveMethod):
         self.best = {"score": float(state["best_score"]), "epoch": int(state["best_epoch"]),
                      "bad": int(state["bad"]), "history": list(state["history"]),
                      "state": dict(state["best_state"]) or None}
+        # a run that had stopped on patience stays stopped when resumed (a time-budget stop
+        # does not: resuming it with a new budget is what --resume is for)
+        self.stop_training = self.best["bad"] >= self.config.patience
 
 
 class CL4SRec(SASRec):
