@@ -82,7 +82,9 @@ class SeqRecConfig:
         mask_ratio, reorder_ratio: CL4SRec ``gamma = 0.3``, ``beta = 0.6``.
         mask_token: ``"mask"`` (a ``[mask]`` row ``num_items + 1``, CL4SRec) or ``"padding"``
             (id 0, MCLRec's code).
-        patience: early stopping on validation ``mrr@10`` (epochs without improvement).
+        patience: early stopping on validation ``mrr@10``: training stops once more than
+            ``patience`` epochs in a row brought no improvement (RecBole's ``stopping_step``
+            rule, which the official CL4SRec/MCLRec code uses: 10 stops on the 11th).
         eval_batch_size: users per chunk in full-ranking evaluation.
         length_groups: the encoder runs each batch in this many groups of similar history length,
             each trimmed to its own longest history: the same result as one padded pass (each
@@ -300,7 +302,7 @@ class SASRec(ContrastiveMethod):
     Batches are dicts ``{"seq", "len", "target"}`` (plus ``aug1``/``aug2`` views for CL4SRec) from
     :class:`~contrastkit.datasets.sequence.PrefixBatches`. :meth:`attach_validation` gives it the
     validation set; after each epoch it validates and keeps the best state (by ``mrr@10``) and sets
-    ``stop_training`` after ``patience`` epochs without improvement.
+    ``stop_training`` after more than ``patience`` epochs without improvement (RecBole's rule).
     """
 
     name = "sasrec"
@@ -386,7 +388,7 @@ class SASRec(ContrastiveMethod):
                                     for k, v in self.encoder.state_dict().items()})
         else:
             self.best["bad"] += 1
-            if self.best["bad"] >= self.config.patience:
+            if self.best["bad"] > self.config.patience:  # RecBole's early_stopping
                 self.stop_training = True
 
     def restore_best(self) -> int:
@@ -406,7 +408,7 @@ class SASRec(ContrastiveMethod):
                      "state": dict(state["best_state"]) or None}
         # a run that had stopped on patience stays stopped when resumed (a time-budget stop
         # does not: resuming it with a new budget is what --resume is for)
-        self.stop_training = self.best["bad"] >= self.config.patience
+        self.stop_training = self.best["bad"] > self.config.patience
 
 
 class CL4SRec(SASRec):
