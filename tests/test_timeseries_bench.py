@@ -10,11 +10,13 @@ import pytest
 from conftest import load_benchmark
 
 
-def _write(path: Path, method: str, seed: int, mse: float, iters: int = 80) -> None:
-    path.write_text(json.dumps({
-        "dataset": "etth2", "seed": seed, "method": method, "iters": iters,
-        "official_iters": 80, method: {"mse": mse, "mae": 2 * mse},
-        "published": {"mse": 0.158}}))
+def _write(path: Path, method: str, seed: int, mse: float, iters: int = 80,
+           overrides: dict | None = None) -> None:
+    rec = {"dataset": "etth2", "seed": seed, "method": method, "iters": iters,
+           "official_iters": 80, method: {"mse": mse, "mae": 2 * mse}, "published": {"mse": 0.158}}
+    if overrides is not None:
+        rec["overrides"] = overrides
+    path.write_text(json.dumps(rec))
 
 
 def test_seed_summary_groups_runs_and_skips_shortened_ones(tmp_path):
@@ -23,11 +25,14 @@ def test_seed_summary_groups_runs_and_skips_shortened_ones(tmp_path):
     _write(tmp_path / "autotcl_etth2_seed0.json", "autotcl", 0, 0.163)
     _write(tmp_path / "autotcl_etth2_seed1.json", "autotcl", 1, 0.149)
     _write(tmp_path / "autotcl_etth2_short.json", "autotcl", 5, 9.0, iters=3)  # not comparable
+    _write(tmp_path / "autotcl_etth2_lr.json", "autotcl", 44, 0.5, overrides={"lr": 1e-5})
     md = bench.seed_summary(tmp_path)
     got = json.loads((tmp_path / "timeseries_seeds.json").read_text())["summary"]
-    assert len(got) == 1 and got[0]["seeds"] == [42, 0, 1]
+    assert len(got) == 2 and got[0]["seeds"] == [42, 0, 1] and got[0]["setting"] == "official"
+    assert got[1]["seeds"] == [44] and got[1]["setting"] == "lr=1e-05"  # its own row
     assert got[0]["mse_mean"] == pytest.approx(0.163)
     assert got[0]["mse_std"] == pytest.approx(0.014)  # sample std of 0.177, 0.163, 0.149
     assert got[0]["mae_mean"] == pytest.approx(0.326)
-    assert "| autotcl | etth2 | 42, 0, 1 | 0.177, 0.163, 0.149 | 0.163 +- 0.014 |" in md
+    assert ("| autotcl | official | etth2 | 42, 0, 1 | 0.177, 0.163, 0.149 | 0.163 +- 0.014 |"
+            in md)
     assert "+3.2 %" in md
