@@ -78,6 +78,23 @@ def test_ratio_split_csv_and_per_instance(tmp_path):
         ts.load_forecast_csv(p, target="zz", univariate=True)
 
 
+def test_electricity_univariate_target_is_ts2vecs(tmp_path):
+    """``electricity`` keeps MT_001 (TS2Vec's datautils, the published tables); the
+    ``electricity-mt320`` id reads the same file with Informer's MT_320."""
+    folder = tmp_path / "timeseries" / "electricity"
+    folder.mkdir(parents=True)
+    rows = ["date,MT_001,MT_002,MT_320"] + [
+        f"2020-01-{1 + h // 24:02d} {h % 24:02d}:00:00,{h},{h * h},{-3 * h}" for h in range(40)]
+    (folder / "electricity.csv").write_text("\n".join(rows) + "\n")
+    a = np.arange(40.0)
+    for name, col in (("electricity", a), ("electricity-mt320", -3 * a)):
+        d = ts.load_forecast(name, tmp_path)
+        assert d.data.shape == (1, 40, 8) and d.train_slice == slice(0, 24)
+        np.testing.assert_allclose(d.targets[0, :, 0], (col - col[:24].mean()) / col[:24].std(),
+                                   atol=1e-5)
+    assert ts.load_forecast("electricity", tmp_path, univariate=False).data.shape == (3, 40, 8)
+
+
 def _archive(name: str):
     """Skip unless the archive dataset was registered (its folder was found at import)."""
     try:

@@ -7,8 +7,9 @@ Registered dataset ids (domain ``"timeseries"``), read from ``<data root>/timese
   ``[8640, 11520)``, ``[11520, 14400)``, ETTm the same months at 15 min, x4), ``weather``
   (Jena 2020, ``weather/weather.csv.gz``, target ``OT``), and, for users who have the files,
   Informer's ``wth`` (``WTH/WTH.csv.gz``, target ``WetBulbCelsius``) and ``electricity``
-  (``electricity/electricity.csv[.gz]``, target ``MT_320``); these three are split 60 / 20 / 20 %
-  by rows. Absent files show as ``missing`` in ``contrastkit datasets``.
+  (``electricity/electricity.csv[.gz]``, univariate target ``MT_001``: the column TS2Vec's
+  ``datautils.py`` keeps, which produced the TS2Vec and AutoTCL tables; ``electricity-mt320`` reads
+  the same file with Informer's target ``MT_320``); these are split 60 / 20 / 20 % by rows. Absent files show as ``missing`` in ``contrastkit datasets``.
 * classification (:class:`ClassificationData`): ``ucr-<name>`` for every UCR folder present
   (``UCR/<Name>/<Name>_{TRAIN,TEST}.tsv.gz``, alias ``<name>``) and ``uea-<name>`` for every UEA
   folder present (``UEA/<Name>/<Name>_{TRAIN,TEST}.ts`` or ``.arff``).
@@ -154,6 +155,9 @@ class _ForecastSet:
 _ETTH_LENS = (24, 48, 168, 336, 720)
 _ETTM_LENS = (24, 48, 96, 288, 672)
 
+_ECL_FILES = ("electricity/electricity.csv.gz", "electricity/electricity.csv",
+              "electricity/ECL.csv.gz", "electricity/ECL.csv")
+
 #: forecasting sets: id -> files, target, split rule, horizons
 FORECAST_SETS: dict[str, _ForecastSet] = {s.id: s for s in [
     _ForecastSet("etth1", ("ETT/ETTh1.csv", "ETT/ETTh1.csv.gz"), "OT", "etth", _ETTH_LENS,
@@ -169,10 +173,13 @@ FORECAST_SETS: dict[str, _ForecastSet] = {s.id: s for s in [
     _ForecastSet("wth", ("WTH/WTH.csv.gz", "WTH/WTH.csv"), "WetBulbCelsius", "ratio", _ETTH_LENS,
                  description="Informer WTH: US weather, hourly, 12 variables "
                              "(target WetBulbCelsius); not shipped"),
-    _ForecastSet("electricity", ("electricity/electricity.csv.gz", "electricity/electricity.csv",
-                                 "electricity/ECL.csv.gz", "electricity/ECL.csv"), "MT_320",
-                 "ratio", _ETTH_LENS, per_instance=True,
-                 description="Electricity (ECL): 321 clients, hourly (target MT_320); not shipped"),
+    _ForecastSet("electricity", _ECL_FILES, "MT_001", "ratio", _ETTH_LENS, per_instance=True,
+                 description="Electricity (ECL): 321 clients, hourly (univariate target MT_001, "
+                             "as TS2Vec and AutoTCL); not shipped"),
+    _ForecastSet("electricity-mt320", _ECL_FILES, "MT_320", "ratio", _ETTH_LENS,
+                 per_instance=True,
+                 description="Electricity (ECL) with Informer's univariate target MT_320; "
+                             "not shipped"),
 ]}
 
 
