@@ -473,3 +473,24 @@ def test_fit_without_epochs_uses_ts2vec_budget(monkeypatch):
     _, trainer = A.fit(A.AutoTCLConfig(**{**SMALL, "max_train_length": 40}, epochs=None,
                                        iters=2), x, seed=0)
     assert trainer.stats["steps"] == 2
+
+
+def test_fit_evaluator_sees_the_model_and_leaves_training_unchanged():
+    """``fit(evaluator=, eval_every=)`` (the benchmark's test printouts): called every
+    ``eval_every`` epochs with the model being trained, values in the history, and the trained
+    weights bit-identical to a run without it (the trainer restores the random state)."""
+    x = np.random.default_rng(0).normal(size=(8, 40, 2)).astype(np.float32)
+    cfg = A.AutoTCLConfig(**SMALL, epochs=4)
+    seen = []
+
+    def evaluator(m):
+        seen.append(m.training)
+        torch.rand(5)  # consumes the global stream: must not change training
+        return {"test_mse": float(len(seen))}
+
+    plain, _ = A.fit(cfg, x, seed=0)
+    watched, trainer = A.fit(cfg, x, seed=0, evaluator=evaluator, eval_every=2)
+    assert seen == [False, False]  # epochs 2 and 4, in eval mode
+    assert [r.get("test_mse") for r in trainer.history] == [None, 1.0, None, 2.0]
+    for (k, a), b in zip(plain.state_dict().items(), watched.state_dict().values()):
+        assert torch.equal(a, b), k

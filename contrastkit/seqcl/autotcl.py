@@ -802,10 +802,16 @@ class AutoTCL(AveragedEncoder, ContrastiveMethod):
 
 # ------------------------------------------------------------------------------ running
 def fit(config: AutoTCLConfig, train: np.ndarray, *, seed: int = 0, device: str = "cpu",
-        progress: bool = False, out_dir: Any = None) -> tuple[AutoTCL, Trainer]:
+        progress: bool = False, out_dir: Any = None, evaluator: Any = None,
+        eval_every: int = 0) -> tuple[AutoTCL, Trainer]:
     """Train AutoTCL on ``train [N, T, C]``: sections of ``max_train_length`` (NaN -> 0, as the
     released code), ``epochs`` shuffled passes (drop last), at most ``iters`` steps; both
-    ``None``: TS2Vec's budget for the size of ``train``."""
+    ``None``: TS2Vec's budget for the size of ``train``.
+
+    ``evaluator(method) -> dict`` runs every ``eval_every`` epochs (the trainer's hook: the random
+    state is restored afterwards, so training is unchanged); its values land in
+    ``trainer.history``. The released training loop prints test scores every 10 epochs this way.
+    """
     iters = config.iters
     if iters is None and config.epochs is None:
         iters = default_iters(int(np.asarray(train).size))
@@ -819,7 +825,7 @@ def fit(config: AutoTCLConfig, train: np.ndarray, *, seed: int = 0, device: str 
     torch.manual_seed(seed)
     method = AutoTCL(config, x.shape[-1])
     trainer = Trainer(epochs, device=device, seed=seed, progress=progress, out_dir=out_dir,
-                      deterministic=False)
+                      deterministic=False, evaluator=evaluator, eval_every=eval_every)
     trainer.fit(method, loader)
     method.eval()
     return method, trainer
