@@ -241,6 +241,9 @@ def seed_summary(results: Path = RESULTS) -> str:
         if not isinstance(m, dict) or "mse" not in m or r.get("iters") != r.get("official_iters"):
             continue  # shortened runs (--iters) are not comparable
         setting = " ".join(f"{k}={v}" for k, v in sorted(r.get("overrides", {}).items()))
+        if any((q["method"], q["setting"], q["dataset"], q["seed"])
+               == (method, setting, r["dataset"], r["seed"]) for q in runs):
+            continue  # the same run saved twice (e.g. again with --test-printouts)
         runs.append({"file": path.name, "method": method, "setting": setting,
                      "dataset": r["dataset"],
                      "seed": r["seed"], "mse": m["mse"], "mae": m["mae"],

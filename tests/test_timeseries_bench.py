@@ -26,6 +26,7 @@ def test_seed_summary_groups_runs_and_skips_shortened_ones(tmp_path):
     _write(tmp_path / "autotcl_etth2_seed1.json", "autotcl", 1, 0.149)
     _write(tmp_path / "autotcl_etth2_short.json", "autotcl", 5, 9.0, iters=3)  # not comparable
     _write(tmp_path / "autotcl_etth2_lr.json", "autotcl", 44, 0.5, overrides={"lr": 1e-5})
+    _write(tmp_path / "autotcl_etth2_seed1_again.json", "autotcl", 1, 0.149)  # same run
     md = bench.seed_summary(tmp_path)
     got = json.loads((tmp_path / "timeseries_seeds.json").read_text())["summary"]
     assert len(got) == 2 and got[0]["seeds"] == [42, 0, 1] and got[0]["setting"] == "official"
