@@ -346,13 +346,24 @@ def test_sampled_protocol_negatives_avoid_history():
         sample_negatives(torch.tensor([[1, 2]]), 2)
 
 
-@pytest.mark.filterwarnings("ignore:resume. the method config differs")
-def test_resume_is_exact_and_keeps_the_selected_state(tmp_path, restore_global_state):
+def _toy_sequences():
+    """40 random users over 25 items, 4-14 interactions each."""
     from contrastkit.datasets.sequence import from_sequences
     g = torch.Generator().manual_seed(0)
     seqs = [torch.randint(1, 25, (int(torch.randint(4, 15, (1,), generator=g)),),
                           generator=g).tolist() for _ in range(40)]
-    data = from_sequences(seqs, num_items=25)
+    return from_sequences(seqs, num_items=25)
+
+
+def _assert_same_state(a_module, b_module):
+    for (k, a), b in zip(a_module.state_dict().items(), b_module.state_dict().values()):
+        if isinstance(a, torch.Tensor):
+            assert torch.equal(a, b), k
+
+
+@pytest.mark.filterwarnings("ignore:resume. the method config differs")
+def test_resume_is_exact_and_keeps_the_selected_state(tmp_path, restore_global_state):
+    data = _toy_sequences()
     cfg = CL4SRecConfig(hidden_size=16, num_heads=2, inner_size=32, batch_size=32, epochs=2)
 
     def fit(out, epochs, resume=False):
@@ -363,9 +374,7 @@ def test_resume_is_exact_and_keeps_the_selected_state(tmp_path, restore_global_s
     m_full, met_full, _ = fit(tmp_path / "a", 2)
     fit(tmp_path / "b", 1)
     m_res, met_res, _ = fit(tmp_path / "b", 2, resume=True)
-    for (k, a), b in zip(m_full.state_dict().items(), m_res.state_dict().values()):
-        if isinstance(a, torch.Tensor):
-            assert torch.equal(a, b), k
+    _assert_same_state(m_full, m_res)
     assert met_full["hr@20"] == met_res["hr@20"]
     assert m_res.best["epoch"] == m_full.best["epoch"]
 
@@ -373,11 +382,7 @@ def test_resume_is_exact_and_keeps_the_selected_state(tmp_path, restore_global_s
 @pytest.mark.filterwarnings("ignore:resume. the method config differs")
 def test_resume_after_a_patience_stop_trains_nothing(tmp_path, restore_global_state):
     """A run stopped on patience stays stopped when resumed with a larger epoch budget."""
-    from contrastkit.datasets.sequence import from_sequences
-    g = torch.Generator().manual_seed(0)
-    seqs = [torch.randint(1, 25, (int(torch.randint(4, 15, (1,), generator=g)),),
-                          generator=g).tolist() for _ in range(40)]
-    data = from_sequences(seqs, num_items=25)
+    data = _toy_sequences()
 
     def fit(epochs, resume=False):
         c = SASRecConfig(hidden_size=16, num_heads=2, inner_size=32, batch_size=32,
@@ -390,6 +395,4 @@ def test_resume_after_a_patience_stop_trains_nothing(tmp_path, restore_global_st
     with pytest.warns(RuntimeWarning, match="stopped early"):
         m2, met2, _ = fit(10, resume=True)
     assert met2["epochs_run"] == met1["epochs_run"]
-    for (k, a), b in zip(m1.state_dict().items(), m2.state_dict().values()):
-        if isinstance(a, torch.Tensor):
-            assert torch.equal(a, b), k
+    _assert_same_state(m1, m2)
