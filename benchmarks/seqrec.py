@@ -143,7 +143,8 @@ def main() -> None:
     ap.add_argument("--table-only", action="store_true")
     ap.add_argument("--resume", action="store_true",
                     help="continue each run from its checkpoint in --out (e.g. with a new "
-                         "--max-minutes budget); time/epoch then covers the new epochs only")
+                         "--max-minutes budget); time/epoch covers all epochs, restored ones "
+                         "included; a run that stopped on patience trains nothing more")
     ap.add_argument("--checkpoint-every", type=int, default=1,
                     help="write the run's checkpoint.pt every N epochs (0: at the end only), so "
                          "a stopped CPU run can go on with --resume")

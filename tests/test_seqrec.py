@@ -356,6 +356,7 @@ def _toy_sequences():
 
 
 def _assert_same_state(a_module, b_module):
+    assert len(a_module.state_dict()) == len(b_module.state_dict())
     for (k, a), b in zip(a_module.state_dict().items(), b_module.state_dict().values()):
         if isinstance(a, torch.Tensor):
             assert torch.equal(a, b), k
@@ -381,18 +382,25 @@ def test_resume_is_exact_and_keeps_the_selected_state(tmp_path, restore_global_s
 
 @pytest.mark.filterwarnings("ignore:resume. the method config differs")
 def test_resume_after_a_patience_stop_trains_nothing(tmp_path, restore_global_state):
-    """A run stopped on patience stays stopped when resumed with a larger epoch budget."""
+    """A run stopped on patience stays stopped when resumed with a larger epoch budget; one
+    stopped by its time budget goes on."""
     data = _toy_sequences()
 
-    def fit(epochs, resume=False):
+    def fit(out, epochs, resume=False, **kw):
         c = SASRecConfig(hidden_size=16, num_heads=2, inner_size=32, batch_size=32,
-                         epochs=epochs, patience=1, lr=1e-12)  # no improvement after epoch 1
-        return fit_seqrec(SASRec, c, data, RunContext(out_dir=tmp_path, device="cpu", seed=0,
+                         epochs=epochs, **kw)
+        return fit_seqrec(SASRec, c, data, RunContext(out_dir=out, device="cpu", seed=0,
                                                       progress=False, resume=resume))
 
-    m1, met1, _ = fit(10)
-    assert met1["epochs_run"] == 3 and m1.best["bad"] == 2  # stopped on patience (RecBole: > 1)
+    # lr ~ 0: no improvement after epoch 1, so patience 1 stops after epoch 3 (bad = 2 > 1)
+    m1, met1, _ = fit(tmp_path / "p", 10, patience=1, lr=1e-12)
+    assert met1["epochs_run"] == 3 and m1.best["bad"] == 2
     with pytest.warns(RuntimeWarning, match="stopped early"):
-        m2, met2, _ = fit(10, resume=True)
-    assert met2["epochs_run"] == met1["epochs_run"]
-    _assert_same_state(m1, m2)
+        _, met2, _ = fit(tmp_path / "p", 20, resume=True, patience=1, lr=1e-12)
+    assert met2["epochs_run"] == 3 and met2["hr@20"] == met1["hr@20"]
+    assert met2["time_per_epoch_s"] == pytest.approx(met1["time_per_epoch_s"])  # not 0
+    # a time-budget stop (after the first epoch) resumes up to the epoch budget
+    _, met3, _ = fit(tmp_path / "t", 3, max_train_time_s=1e-9)
+    assert met3["epochs_run"] == 1
+    _, met4, _ = fit(tmp_path / "t", 3, resume=True)
+    assert met4["epochs_run"] == 3

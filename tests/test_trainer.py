@@ -432,3 +432,36 @@ def test_argument_validation(tmp_path):
 
     with pytest.raises(TypeError, match="expected a scalar loss tensor, got a tensor of shape"):
         trainer.fit(VectorLoss(), [make_data(16)])
+
+
+class StopsAfterTwo(ToyMethod):
+    """Stops early after its second epoch and keeps that in its saved state."""
+
+    name = "stops"
+
+    def on_epoch_end(self, epoch: int) -> None:
+        super().on_epoch_end(epoch)
+        if epoch == 1:
+            self.stop_training = True
+
+    def get_extra_state(self) -> dict:
+        return {"stopped": bool(getattr(self, "stop_training", False))}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.stop_training = bool(state["stopped"])
+
+
+def test_early_stop_survives_resume_and_a_stale_flag_does_not(tmp_path):
+    first = Trainer(5, seed=0, progress=False, out_dir=tmp_path)
+    first.fit(make_method(StopsAfterTwo), make_loader(0))
+    assert first.stats["epochs_run"] == 2
+    again = Trainer(8, seed=0, progress=False, out_dir=tmp_path)
+    with pytest.warns(RuntimeWarning, match="stopped early"):
+        again.fit(make_method(StopsAfterTwo), make_loader(0), resume=True)
+    assert again.stats["epochs_run"] == 0 and len(again.history) == 2
+    # a flag left from an earlier fit (not restored from a checkpoint) does not stop a new one
+    stale = make_method()
+    stale.stop_training = True
+    fresh = Trainer(3, seed=0, progress=False)
+    fresh.fit(stale, make_loader(0))
+    assert fresh.stats["epochs_run"] == 3

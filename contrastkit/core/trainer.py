@@ -528,6 +528,8 @@ class Trainer:
         if ckpt_path is None and self.seed is not None:
             seed_everything(self.seed + rank, deterministic=self.deterministic)
 
+        if hasattr(method, "stop_training"):
+            method.stop_training = False  # a flag left by an earlier fit does not carry over
         hook = getattr(method, "on_fit_start", None)
         if callable(hook):
             hook(self)

@@ -84,7 +84,8 @@ class SeqRecConfig:
             (id 0, MCLRec's code).
         patience: early stopping on validation ``mrr@10``: training stops once more than
             ``patience`` epochs in a row brought no improvement (RecBole's ``stopping_step``
-            rule, which the official CL4SRec/MCLRec code uses: 10 stops on the 11th).
+            rule in the RecBole version MCLRec's code vendors, strict ``>`` for an
+            improvement: 10 stops on the 11th epoch without one).
         eval_batch_size: users per chunk in full-ranking evaluation.
         length_groups: the encoder runs each batch in this many groups of similar history length,
             each trimmed to its own longest history: the same result as one padded pass (each
@@ -302,7 +303,8 @@ class SASRec(ContrastiveMethod):
     Batches are dicts ``{"seq", "len", "target"}`` (plus ``aug1``/``aug2`` views for CL4SRec) from
     :class:`~contrastkit.datasets.sequence.PrefixBatches`. :meth:`attach_validation` gives it the
     validation set; after each epoch it validates and keeps the best state (by ``mrr@10``) and sets
-    ``stop_training`` after more than ``patience`` epochs without improvement (RecBole's rule).
+    ``stop_training`` after more than ``patience`` epochs without a strict improvement (the rule
+    of the RecBole version MCLRec's code vendors).
     """
 
     name = "sasrec"
@@ -480,11 +482,17 @@ def fit_seqrec(method_cls: type[SASRec], config: SeqRecConfig, data: Any, ctx: R
     metrics = dict(test)
     metrics.update({f"valid_{k}": v for k, v in valid.items()})
     metrics.update(best_epoch=float(best_epoch), epochs_run=float(len(trainer.history)),
-                   time_per_epoch_s=float(trainer.stats.get("time_per_epoch_s", float("nan"))),
+                   time_per_epoch_s=_mean_epoch_time(trainer.history),
                    eval_time_s=float(eval_time),
                    peak_mem_bytes=float(trainer.stats.get("peak_mem_bytes", float("nan"))),
                    num_train_prefixes=float(loader.size))
     return method, metrics, splits
+
+
+def _mean_epoch_time(history: list[dict]) -> float:
+    """Mean training time per epoch over the whole history (epochs restored on resume count)."""
+    times = [float(r["time_s"]) for r in history if "time_s" in r]
+    return sum(times) / len(times) if times else float("nan")
 
 
 @torch.no_grad()
