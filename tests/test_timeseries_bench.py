@@ -27,8 +27,12 @@ def test_seed_summary_groups_runs_and_skips_shortened_ones(tmp_path):
     _write(tmp_path / "autotcl_etth2_short.json", "autotcl", 5, 9.0, iters=3)  # not comparable
     _write(tmp_path / "autotcl_etth2_lr.json", "autotcl", 44, 0.5, overrides={"lr": 1e-5})
     _write(tmp_path / "autotcl_etth2_seed1_again.json", "autotcl", 1, 0.149)  # same run
+    _write(tmp_path / "autotcl_etth2_seed1_rerun.json", "autotcl", 1, 0.150)  # differs
     md = bench.seed_summary(tmp_path)
-    got = json.loads((tmp_path / "timeseries_seeds.json").read_text())["summary"]
+    saved = json.loads((tmp_path / "timeseries_seeds.json").read_text())
+    got = saved["summary"]
+    assert [q["file"] for q in saved["reruns_not_counted"]] == ["autotcl_etth2_seed1_rerun.json"]
+    assert "autotcl_etth2_seed1_rerun.json (seed 1: 0.1500" in md
     assert len(got) == 2 and got[0]["seeds"] == [42, 0, 1] and got[0]["setting"] == "official"
     assert got[1]["seeds"] == [44] and got[1]["setting"] == "lr=1e-05"  # its own row
     assert got[0]["mse_mean"] == pytest.approx(0.163)

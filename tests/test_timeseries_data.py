@@ -93,6 +93,14 @@ def test_electricity_univariate_target_is_ts2vecs(tmp_path):
         np.testing.assert_allclose(d.targets[0, :, 0], (col - col[:24].mean()) / col[:24].std(),
                                    atol=1e-5)
     assert ts.load_forecast("electricity", tmp_path, univariate=False).data.shape == (3, 40, 8)
+    # Informer's renumbered ECL.csv (MT_000 ...): MT_001 there is another client
+    informer = tmp_path / "informer" / "timeseries" / "electricity"
+    informer.mkdir(parents=True)
+    (informer / "ECL.csv").write_text("\n".join(
+        [rows[0].replace("MT_001", "MT_000,MT_001")]
+        + [r.replace(",", ",0,", 1) for r in rows[1:]]) + "\n")
+    with pytest.warns(RuntimeWarning, match="MT_000"):
+        ts.load_forecast("electricity", tmp_path / "informer")
 
 
 def _archive(name: str):

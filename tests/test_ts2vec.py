@@ -191,8 +191,9 @@ def test_multivariate_etth1_beats_last_value():
 
     On the univariate task the last-value forecaster cannot be beaten at H = 24 (0.034, below the
     published TS2Vec's 0.039); on the multivariate one it scores 1.222 and the published TS2Vec
-    0.599. Floor: ridge on the trained causal representations below 0.75 of the last value
-    (measured 0.621; a misaligned target or future leak breaks it). The untrained encoder scores
+    0.599. Bounds: ridge on the trained causal representations below 0.75 of the last value
+    (measured 0.621; a misaligned target breaks it) and above 0.3 (half the published score: a
+    leak of the future into the representations would fall below it). The untrained encoder scores
     0.634 here too, so learning itself is asserted by the held-out loss of the univariate test.
     """
     root = require_dataset("etth1")
@@ -206,7 +207,7 @@ def test_multivariate_etth1_beats_last_value():
     method, _ = T.fit(cfg, d.train_data, seed=0)
     r = T.encode_causal(method.downstream_encoder(), d.data[:, :d.test_slice.stop], 200, 512)
     m = T.eval_forecasting(None, d, (24,), padding=200, reprs=r)
-    assert m["mse@24"] < 0.75 * last, (m, last)
+    assert 0.3 < m["mse@24"] < 0.75 * last, (m, last)
 
 
 def test_run_and_evaluate_forecasting_roundtrip(tmp_path):

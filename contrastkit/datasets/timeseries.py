@@ -7,9 +7,10 @@ Registered dataset ids (domain ``"timeseries"``), read from ``<data root>/timese
   ``[8640, 11520)``, ``[11520, 14400)``, ETTm the same months at 15 min, x4), ``weather``
   (Jena 2020, ``weather/weather.csv.gz``, target ``OT``), and, for users who have the files,
   Informer's ``wth`` (``WTH/WTH.csv.gz``, target ``WetBulbCelsius``) and ``electricity``
-  (``electricity/electricity.csv[.gz]``, univariate target ``MT_001``: the column TS2Vec's
-  ``datautils.py`` keeps, which produced the TS2Vec and AutoTCL tables; ``electricity-mt320`` reads
-  the same file with Informer's target ``MT_320``); these are split 60 / 20 / 20 % by rows. Absent files show as ``missing`` in ``contrastkit datasets``.
+  (``electricity/electricity.csv[.gz]``, TS2Vec's preprocessed file with the UCI client names;
+  univariate target ``MT_001``, the column TS2Vec's ``datautils.py`` keeps;
+  ``electricity-mt320`` reads it with Informer's target name ``MT_320``); these are split
+  60 / 20 / 20 % by rows. Absent files show as ``missing`` in ``contrastkit datasets``.
 * classification (:class:`ClassificationData`): ``ucr-<name>`` for every UCR folder present
   (``UCR/<Name>/<Name>_{TRAIN,TEST}.tsv.gz``, alias ``<name>``) and ``uea-<name>`` for every UEA
   folder present (``UEA/<Name>/<Name>_{TRAIN,TEST}.ts`` or ``.arff``).
@@ -38,6 +39,8 @@ Example:
 from __future__ import annotations
 
 import functools
+import gzip
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -292,9 +295,23 @@ def _find(root: Path, files: tuple[str, ...]) -> Path | None:
 @functools.lru_cache(maxsize=8)
 def _forecast_cached(path: str, set_id: str, univariate: bool) -> ForecastData:
     s = FORECAST_SETS[set_id]
+    if set_id.startswith("electricity"):
+        _check_ecl_numbering(path)
     return load_forecast_csv(path, name=set_id, target=s.target, split=s.split,
                              pred_lens=s.pred_lens, univariate=univariate,
                              per_instance=s.per_instance)
+
+
+def _check_ecl_numbering(path: str) -> None:
+    """Warn on Informer's renumbered ``ECL.csv`` (columns from ``MT_000``): its ``MT_001`` is not
+    the client TS2Vec's file calls ``MT_001``."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as fh:
+        header = fh.readline().strip().split(",")
+    if "MT_000" in header:
+        warnings.warn(f"{path}: columns numbered from MT_000 (Informer's ECL.csv); the published "
+                      f"TS2Vec/AutoTCL electricity numbers use TS2Vec's electricity.csv, whose "
+                      f"client names differ", RuntimeWarning, stacklevel=3)
 
 
 def load_forecast(name: str, root: str | Path | None = None, *,
