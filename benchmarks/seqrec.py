@@ -88,6 +88,18 @@ def run_one(method: str, dataset: str, args: argparse.Namespace) -> dict:
     return rec
 
 
+def _stop_reason(run: dict) -> str:
+    """Why a saved run ended: ``patience``, ``epochs`` (the budget) or ``time budget``."""
+    m = run["metrics"]
+    done, best = int(m.get("epochs_run", 0)), int(m.get("best_epoch", -1)) + 1
+    patience = int(run.get("config", {}).get("patience", 10))
+    if done - best > patience:
+        return "patience"
+    if done >= int(run.get("epochs_budget") or run.get("spec_epochs") or 0):
+        return "epochs"
+    return "time budget"
+
+
 def _fmt(x) -> str:
     return "-" if x is None else f"{x:.4f}"
 
@@ -96,8 +108,8 @@ def build_table(extra_note: str | None = None) -> dict:
     runs = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*.json"))] if RUNS.is_dir() else []
     rows, md = [], []
     md.append("| dataset | method | " + " | ".join(f"{m} ours / paper" for m in METRICS)
-              + " | epochs run (best) / spec | time/epoch (s) | eval (s) | device |")
-    md.append("|" + "---|" * (len(METRICS) + 6))
+              + " | epochs run (best) / spec | stopped by | time/epoch (s) | eval (s) | device |")
+    md.append("|" + "---|" * (len(METRICS) + 7))
     order = {"sasrec": 0, "cl4srec": 1, "mclrec": 2}
     for r in sorted(runs, key=lambda r: (r["dataset"], order.get(r["method"], 9))):
         m, paper = r["metrics"], PAPER.get(r["dataset"], {}).get(r["method"], {})
@@ -108,16 +120,20 @@ def build_table(extra_note: str | None = None) -> dict:
                "spec_epochs": r.get("spec_epochs"), "time_per_epoch_s": m.get("time_per_epoch_s"),
                "eval_time_s": m.get("eval_time_s"), "device": r.get("device"),
                "threads": r.get("threads"), "max_train_time_s": r.get("max_train_time_s")}
+        row["stopped_by"] = _stop_reason(r)
         rows.append(row)
         cells = [f"{_fmt(m.get(k))} / {_fmt(paper.get(k))}" for k in METRICS]
         md.append(f"| {r['dataset']} | {r['method']} | " + " | ".join(cells)
                   + f" | {int(m.get('epochs_run', 0))} ({int(m.get('best_epoch', -1)) + 1}) / "
-                  f"{r.get('spec_epochs')} | {m.get('time_per_epoch_s', float('nan')):.1f} | "
+                  f"{r.get('spec_epochs')} | {row['stopped_by']} | "
+                  f"{m.get('time_per_epoch_s', float('nan')):.1f} | "
                   f"{m.get('eval_time_s', float('nan')):.2f} | {r.get('device')} "
                   f"({r.get('threads')} thr) |")
     note = ("Full ranking over all items, no history filtering, leave-one-out; test from the "
-            "best validation mrr@10 epoch. Paper = MCLRec (SIGIR 2023) Table 3. Runs stopped by a "
-            "CPU time budget before the spec's epochs are NOT converged; compare with care.")
+            "best validation mrr@10 epoch. Paper = MCLRec (SIGIR 2023) Table 3. 'patience': "
+            "early stopping ended the run (more than `patience` epochs without improvement); "
+            "'time budget': a CPU budget stopped it before that, NOT converged, compare with "
+            "care (`--resume` goes on).")
     if extra_note:
         note = f"{note} {extra_note}"
     md.append("")
