@@ -542,15 +542,16 @@ class Trainer:
         start_epoch, first_epoch = 0, 0
         if ckpt_path is not None:
             start_epoch = self._restore(method, ckpt_path, loader)
+            stopped = bool(getattr(method, "stop_training", False))
             if start_epoch >= self.epochs:
                 warnings.warn(f"resume: the checkpoint already covers {start_epoch} epochs "
                               f"(epochs={self.epochs}); nothing to train", RuntimeWarning,
                               stacklevel=2)
-            elif getattr(method, "stop_training", False):
+            elif stopped:
                 warnings.warn(f"resume: the method had stopped early after {start_epoch} epochs "
                               f"(its restored state says so); nothing to train", RuntimeWarning,
                               stacklevel=2)
-            first_epoch = self.epochs if getattr(method, "stop_training", False) else start_epoch
+            first_epoch = self.epochs if stopped else start_epoch
         self._write_log(self.history, append=False)  # log == history (fresh: empty file)
 
         model: nn.Module = method

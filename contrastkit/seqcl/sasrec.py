@@ -390,8 +390,12 @@ class SASRec(ContrastiveMethod):
                                     for k, v in self.encoder.state_dict().items()})
         else:
             self.best["bad"] += 1
-            if self.best["bad"] > self.config.patience:  # RecBole's early_stopping
+            if self._patience_exhausted():
                 self.stop_training = True
+
+    def _patience_exhausted(self) -> bool:
+        """More than ``patience`` epochs without a strict improvement (RecBole's rule)."""
+        return self.best["bad"] > self.config.patience
 
     def restore_best(self) -> int:
         """Load the best-validation encoder state; returns its epoch (-1 if none)."""
@@ -410,7 +414,7 @@ class SASRec(ContrastiveMethod):
                      "state": dict(state["best_state"]) or None}
         # a run that had stopped on patience stays stopped when resumed (a time-budget stop
         # does not: resuming it with a new budget is what --resume is for)
-        self.stop_training = self.best["bad"] > self.config.patience
+        self.stop_training = self._patience_exhausted()
 
 
 class CL4SRec(SASRec):
