@@ -242,7 +242,7 @@ def test_masks_and_encoder_shapes():
     x = torch.randn(2, 30, 3)
     x[0, 5, 1] = float("nan")
     assert enc(x, "all_true").shape == (2, 30, 16)
-    with pytest.raises(ValueError, match="x"):
+    with pytest.raises(ValueError, match=r"^x: expected 3 channels"):
         enc(torch.randn(2, 30, 4))
 
 

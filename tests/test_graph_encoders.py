@@ -153,7 +153,7 @@ def test_encoder_argument_errors():
         GCNEncoder(8.0, 16)
     enc = GCNEncoder(8, 16)
     data = small_graph()
-    with pytest.raises(ValueError, match="x"):
+    with pytest.raises(ValueError, match=r"^x: expected 8 feature columns"):
         enc(data.x[:, :5], data.edge_index)
     with pytest.raises(ValueError, match="edge_index"):
         enc(data.x, data.edge_index[:1])
@@ -255,7 +255,7 @@ def test_projection_head():
     assert torch.allclose(out, head.fc2(F.elu(head.fc1(z))))
     assert (head.fc1.in_features, head.fc1.out_features) == (16, 32)
     assert ProjectionHead(16, 32, out_channels=8)(z).shape == (10, 8)
-    with pytest.raises(ValueError, match="z"):
+    with pytest.raises(ValueError, match=r"^z: expected 16 columns"):
         head(torch.randn(10, 5))
     with pytest.raises(ValueError, match="out_channels"):
         ProjectionHead(16, 32, out_channels=0)
