@@ -351,4 +351,8 @@ def test_python_dash_m_methods():
     proc = subprocess.run([sys.executable, "-m", "contrastkit", "methods"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "method" in proc.stdout and "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert re.search(r"^method\s+default dataset", proc.stdout, re.M), proc.stdout[:300]
+    for name, dataset in [("grace", "cora"), ("gca", "computers"), ("mclrec", "beauty"),
+                          ("ts2vec", "etth1")]:
+        assert re.search(rf"^{name}\s+{dataset}\s", proc.stdout, re.M), name

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 import torch
 from torch_geometric.utils import to_undirected
 
@@ -364,10 +365,31 @@ def test_certified_score_is_never_violated_on_admissible_augmentations():
 
 
 def test_certified_bound_option_trains():
+    """``pot_bound="certified"`` scores with :func:`certified_score` (twice a step, one per
+    view), not the official surrogate, and so trains to different weights."""
+    import contrastkit.graphcl.pot as P
     data = _toy_data()
-    cfg = GRACEConfig(hidden_channels=8, projection_channels=8, pot=True, pot_bound="certified")
-    m = _train(cfg, data, epochs=3)
+    calls = {"certified": 0, "official": 0}
+    originals = P.certified_score, P.pot_score
+
+    def counting(name, fn):
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    P.certified_score = counting("certified", originals[0])
+    P.pot_score = counting("official", originals[1])
+    try:
+        base = dict(hidden_channels=8, projection_channels=8, pot=True)
+        m = _train(GRACEConfig(**base, pot_bound="certified"), data, epochs=3)
+        assert calls == {"certified": 6, "official": 0}
+        ref = _train(GRACEConfig(**base, pot_bound="official"), data, epochs=3)
+        assert calls == {"certified": 6, "official": 6}
+    finally:
+        P.certified_score, P.pot_score = originals
     assert all(torch.isfinite(p).all() for p in m.parameters())
+    assert any(not torch.equal(p, q) for p, q in zip(m.parameters(), ref.parameters()))
     with pytest.raises(ValueError, match="pot_bound"):
         GRACEConfig(pot_bound="crown")
 
@@ -460,6 +482,12 @@ def test_cli_switch_and_wrapper(tmp_path):
                      "--no-progress"]) == 0
         metrics = json.loads((out / "metrics.json").read_text())
         assert 0.0 <= metrics["micro_f1"] <= 1.0
+        used = yaml.safe_load((out / "config.yaml").read_text())
+        assert used["pot"] is True
+        if args[0] == "grace":
+            assert used["pot_kappa"] == 0.3
+        else:
+            assert used["pot_batch"] == 512 and used["eval_protocol"] == "pot"
 
 
 def test_grace_pot_learns_on_cora(cora):
