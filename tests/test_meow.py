@@ -187,7 +187,11 @@ def test_proto_nce_matches_slow_reference():
 
 def _ref_ada(v, u, mlp, tau, guard):
     n = v.size(0)
-    omega = mlp(v, u)  # dense [N, N] reference: sigmoid(W2 tanh(W1 (v_i + u_j) + b1) + b2)
+    # ω_ij = σ(W2 tanh(W1 (v_i + u_j) + b1) + b2), pair by pair from the raw weights
+    w1, b1, w2, b2 = mlp.l1.weight, mlp.l1.bias, mlp.l2.weight, mlp.l2.bias
+    omega = torch.stack([torch.stack([torch.sigmoid(w2[0] @ torch.tanh(w1 @ (v[i] + u[j]) + b1)
+                                                    + b2[0]) for j in range(n)])
+                         for i in range(n)])
     if guard == "negative_mean":
         eye = torch.eye(n, dtype=torch.bool)
         mean = omega.masked_fill(eye, 0).sum(1, keepdim=True) / (n - 1)
