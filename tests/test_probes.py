@@ -367,7 +367,12 @@ def test_fixed_split_probe_selects_C_on_validation():
     y2[te] = np.random.default_rng(9).permutation(y2[te])
     assert P.fixed_split_probe(x, y2, tr, va, te, cs=SMALL_CS)["best_C"] == res["best_C"]
     res_auc = P.fixed_split_probe(x, y, tr, va, te, cs=SMALL_CS, select_by="auc")
-    assert "val_auc" in res_auc
+    val_aucs = [roc_auc_score(y[va], m.predict_proba(x[va]), multi_class="ovr") for m in models]
+    best_auc = int(np.argmax(val_aucs))                  # ties: the first C, as documented
+    assert res_auc["best_C"] == SMALL_CS[best_auc]
+    assert res_auc["val_auc"] == pytest.approx(val_aucs[best_auc])
+    proba = models[best_auc].predict_proba(x[te])
+    assert res_auc["auc"] == pytest.approx(roc_auc_score(y[te], proba, multi_class="ovr"))
 
 
 def test_fixed_split_probe_separable_high_and_random_chance():

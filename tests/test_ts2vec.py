@@ -183,6 +183,8 @@ def test_learning_etth1_univariate():
     assert trained_loss < 0.67 * fresh_loss, (trained_loss, fresh_loss)
     r = T.encode_causal(method.downstream_encoder(), d.data[:, :d.test_slice.stop], 200, 512)
     m = T.eval_forecasting(None, d, (24,), padding=200, reprs=r)
+    # a protocol check, not a learning one (the untrained encoder scores 0.041 here too): a
+    # misaligned target or unnormalised scale breaks it; learning is the held-out loss above
     assert m["mse@24"] < 0.06, m
 
 
