@@ -324,24 +324,20 @@ def test_two_view_loss_is_node_plus_scheduled_community_terms():
     assert int(m.step) == 8
 
 
-def test_loss_on_a_node_subset_uses_the_induced_subgraph_for_deca():
+def test_loss_on_a_node_subset_uses_the_induced_subgraph_for_deca(monkeypatch):
     torch.manual_seed(0)
     data = _toy_graph(n=60)
     m = GCooL(_small_config(loss_subset=20), data.num_features)
     import contrastkit.graphcl.gcool as G
     from torch_geometric.utils import subgraph
     seen = []
-    original = G.deca_loss
 
     def recording(assignments, edge_index, *args, **kwargs):
         seen.append((assignments.shape, edge_index.clone()))
-        return original(assignments, edge_index, *args, **kwargs)
+        return deca_loss(assignments, edge_index, *args, **kwargs)
 
-    G.deca_loss = recording
-    try:
-        loss = m.training_step(data)
-    finally:
-        G.deca_loss = original
+    monkeypatch.setattr(G, "deca_loss", recording)
+    loss = m.training_step(data)
     assert torch.isfinite(loss) and set(m.last_terms) == {"node", "deca", "resc"}
     assert m.current_subset is not None and m.current_subset.numel() == 20
     # DeCA ran once per view on the 20 subset rows and the subgraph they induce, relabelled

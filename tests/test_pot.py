@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 import torch
+import yaml
 from torch_geometric.utils import to_undirected
 
 from contrastkit.cli import main
@@ -364,13 +364,12 @@ def test_certified_score_is_never_violated_on_admissible_augmentations():
     assert float(gap.min()) >= -1e-10 and float(gap.mean()) > 0
 
 
-def test_certified_bound_option_trains():
+def test_certified_bound_option_trains(monkeypatch):
     """``pot_bound="certified"`` scores with :func:`certified_score` (twice a step, one per
     view), not the official surrogate, and so trains to different weights."""
     import contrastkit.graphcl.pot as P
     data = _toy_data()
     calls = {"certified": 0, "official": 0}
-    originals = P.certified_score, P.pot_score
 
     def counting(name, fn):
         def wrapped(*args, **kwargs):
@@ -378,16 +377,13 @@ def test_certified_bound_option_trains():
             return fn(*args, **kwargs)
         return wrapped
 
-    P.certified_score = counting("certified", originals[0])
-    P.pot_score = counting("official", originals[1])
-    try:
-        base = dict(hidden_channels=8, projection_channels=8, pot=True)
-        m = _train(GRACEConfig(**base, pot_bound="certified"), data, epochs=3)
-        assert calls == {"certified": 6, "official": 0}
-        ref = _train(GRACEConfig(**base, pot_bound="official"), data, epochs=3)
-        assert calls == {"certified": 6, "official": 6}
-    finally:
-        P.certified_score, P.pot_score = originals
+    monkeypatch.setattr(P, "certified_score", counting("certified", P.certified_score))
+    monkeypatch.setattr(P, "pot_score", counting("official", P.pot_score))
+    base = dict(hidden_channels=8, projection_channels=8, pot=True)
+    m = _train(GRACEConfig(**base, pot_bound="certified"), data, epochs=3)
+    assert calls == {"certified": 6, "official": 0}
+    ref = _train(GRACEConfig(**base, pot_bound="official"), data, epochs=3)
+    assert calls == {"certified": 6, "official": 6}
     assert all(torch.isfinite(p).all() for p in m.parameters())
     assert any(not torch.equal(p, q) for p, q in zip(m.parameters(), ref.parameters()))
     with pytest.raises(ValueError, match="pot_bound"):
