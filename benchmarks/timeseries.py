@@ -230,6 +230,13 @@ def main_autotcl(args: argparse.Namespace) -> None:
                + ", ".join(f"{r['epoch']}: {r['mse']:.4f}" for r in printouts)
                + f"; final {metrics['mse']:.4f}; best printout {best['mse']:.4f} at epoch "
                f"{best['epoch']}.\n")
+        if "valid_mse" in printouts[0]:
+            by_valid = min(printouts + [{"epoch": "final", **metrics}],
+                           key=lambda r: r["valid_mse"])
+            md += ("\nThe same checkpoints on the validation split (average MSE, no test labels): "
+                   + ", ".join(f"{r['epoch']}: {r['valid_mse']:.4f}" for r in printouts)
+                   + f"; final {metrics['valid_mse']:.4f}. Selected on validation: epoch "
+                   f"{by_valid['epoch']}, test {by_valid['mse']:.4f}.\n")
     (RESULTS / f"{name}.md").write_text(md)
     print(md)
 

@@ -120,6 +120,29 @@ def test_eval_forecasting_on_toy_series():
     assert lv["mse@8"] > lv["mse@4"] > 0.01
 
 
+def test_eval_forecasting_valid_error_is_the_selected_forecaster_on_valid_rows():
+    """``valid_mse@H`` / ``valid_mae@H``: the forecaster refit at the chosen alpha (sklearn Ridge
+    as the independent reference), scored on the validation rows; the means average horizons."""
+    from types import SimpleNamespace
+    from sklearn.linear_model import Ridge
+    rng = np.random.default_rng(0)
+    t = np.arange(300)
+    y = (np.sin(t / 7.0) + 0.3 * rng.normal(size=300))[None, :, None]
+    reprs = rng.normal(size=(1, 300, 6)) + y
+    data = SimpleNamespace(data=y, targets=y, train_slice=slice(0, 180),
+                           valid_slice=slice(180, 240), test_slice=slice(240, 300),
+                           pred_lens=(3, 5))
+    m = T.eval_forecasting(None, data, padding=10, reprs=torch.tensor(reprs))
+    for h in (3, 5):
+        xtr, ytr = T.pred_samples(reprs[:, :180], y[:, :180], h, drop=10)
+        xva, yva = T.pred_samples(reprs[:, 180:240], y[:, 180:240], h)
+        err = Ridge(alpha=m[f"alpha@{h}"]).fit(xtr, ytr).predict(xva) - yva
+        assert m[f"valid_mse@{h}"] == pytest.approx(float((err ** 2).mean()), rel=1e-6)
+        assert m[f"valid_mae@{h}"] == pytest.approx(float(np.abs(err).mean()), rel=1e-6)
+    assert m["valid_mse"] == pytest.approx((m["valid_mse@3"] + m["valid_mse@5"]) / 2)
+    assert m["valid_mse"] != pytest.approx(m["mse"])  # not the test error under another name
+
+
 def test_svm_protocol_separable():
     rng = np.random.default_rng(0)
     z = np.concatenate([rng.normal(0, 1, (60, 5)), rng.normal(4, 1, (60, 5))])

@@ -377,7 +377,9 @@ def eval_forecasting(encoder: nn.Module, data: Any, pred_lens: tuple[int, ...] |
 
     Returns:
         ``mse@H``, ``mae@H`` (normalised scale), ``alpha@H`` per horizon and the means ``mse``,
-        ``mae``.
+        ``mae`` on the test rows; ``valid_mse@H``, ``valid_mae@H``, ``valid_mse``, ``valid_mae``:
+        the same forecaster's error on the validation rows (for checkpoint selection without the
+        test labels; ``alpha`` was picked on these rows, so they are slightly optimistic).
     """
     pred_lens = tuple(pred_lens or data.pred_lens)
     end = data.test_slice.stop
@@ -393,8 +395,13 @@ def eval_forecasting(encoder: nn.Module, data: Any, pred_lens: tuple[int, ...] |
         out[f"mse@{h}"] = float((err ** 2).mean())
         out[f"mae@{h}"] = float(np.abs(err).mean())
         out[f"alpha@{h}"] = a
-    out["mse"] = float(np.mean([out[f"mse@{h}"] for h in pred_lens]))
-    out["mae"] = float(np.mean([out[f"mae@{h}"] for h in pred_lens]))
+        xva, yva = pred_samples(r[:, data.valid_slice], y[:, data.valid_slice], h)
+        err = xva @ w + b - yva
+        out[f"valid_mse@{h}"] = float((err ** 2).mean())
+        out[f"valid_mae@{h}"] = float(np.abs(err).mean())
+    for prefix in ("", "valid_"):
+        for m in ("mse", "mae"):
+            out[prefix + m] = float(np.mean([out[f"{prefix}{m}@{h}"] for h in pred_lens]))
     return out
 
 
