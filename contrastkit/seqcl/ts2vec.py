@@ -389,16 +389,13 @@ def eval_forecasting(encoder: nn.Module, data: Any, pred_lens: tuple[int, ...] |
     y = data.targets
     out: dict[str, float] = {}
     for h in pred_lens:
-        w, b, a = ridge_for_horizon(r, data, h, padding=padding, max_samples=max_samples)
-        xte, yte = pred_samples(r[:, data.test_slice], y[:, data.test_slice], h)
-        err = xte @ w + b - yte
-        out[f"mse@{h}"] = float((err ** 2).mean())
-        out[f"mae@{h}"] = float(np.abs(err).mean())
-        out[f"alpha@{h}"] = a
-        xva, yva = pred_samples(r[:, data.valid_slice], y[:, data.valid_slice], h)
-        err = xva @ w + b - yva
-        out[f"valid_mse@{h}"] = float((err ** 2).mean())
-        out[f"valid_mae@{h}"] = float(np.abs(err).mean())
+        w, b, out[f"alpha@{h}"] = ridge_for_horizon(r, data, h, padding=padding,
+                                                    max_samples=max_samples)
+        for prefix, rows in (("", data.test_slice), ("valid_", data.valid_slice)):
+            x, target = pred_samples(r[:, rows], y[:, rows], h)
+            err = x @ w + b - target
+            out[f"{prefix}mse@{h}"] = float((err ** 2).mean())
+            out[f"{prefix}mae@{h}"] = float(np.abs(err).mean())
     for prefix in ("", "valid_"):
         for m in ("mse", "mae"):
             out[prefix + m] = float(np.mean([out[f"{prefix}{m}@{h}"] for h in pred_lens]))
