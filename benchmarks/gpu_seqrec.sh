@@ -7,7 +7,7 @@
 # The GPU machine has neither ../shared nor network: carry the data files and the checkpoints in
 # folders named in .git/info/exclude:
 #   mkdir -p .device/data/sequence && cp ../shared/data/sequence/{Beauty,Sports_and_Outdoors}.txt \
-#       .device/data/sequence/ && mkdir -p .device/seqrec && cp -r .gl/seqrec/mclrec-sports .device/seqrec/
+#       .device/data/sequence/ && mkdir -p .device/seqrec && cp -r .gl/seqrec/mclrec-sports-seed2020 .device/seqrec/
 #   CONTRASTKIT_DATA=.device/data MINUTES=7 bash benchmarks/gpu_seqrec.sh     # carry: .device
 # The checkpoints come back under $OUT/seqrec/ (copy them back to .gl/seqrec to go on on the CPU);
 # time per epoch in the table then averages CPU and GPU epochs, the log.jsonl has each epoch's.

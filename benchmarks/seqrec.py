@@ -2,9 +2,11 @@
 
 Each (method, dataset) run trains with the spec's protocol (leave-one-out, prefix expansion,
 max length 50, validation ``mrr@10`` selection with patience 10, test from the selected state) and
-writes ``benchmarks/results/seqrec_runs/<method>-<dataset>.json``; the table
-(``benchmarks/results/seqrec.json`` + ``.md``) is rebuilt from every run file present, with six
-metrics ours vs paper, epochs run vs the spec's budget, time per epoch and evaluation time.
+writes ``benchmarks/results/seqrec_runs/<method>-<dataset>-seed<seed>.json`` (its checkpoint and
+``log.jsonl`` go to ``--out/<method>-<dataset>-seed<seed>``); the table
+(``benchmarks/results/seqrec.json`` + ``.md``) is rebuilt from every run file present: one row
+per (dataset, method) with the six metrics averaged over the seeds present, ours vs paper, then
+one row per seed, with epochs run vs the spec's budget, time per epoch and evaluation time.
 
 Usage::
 
@@ -56,6 +58,11 @@ PAPER: dict[str, dict[str, dict[str, float]]] = {
 SPEC_EPOCHS = {"sasrec": 50, "cl4srec": 50, "mclrec": 100}
 
 
+def run_name(method: str, dataset: str, seed: int) -> str:
+    """Name of a run's result file and checkpoint folder: ``<method>-<dataset>-seed<seed>``."""
+    return f"{method}-{dataset}-seed{seed}"
+
+
 def run_one(method: str, dataset: str, args: argparse.Namespace) -> dict:
     from contrastkit.core.config import build_config
     from contrastkit.registry import RunContext, get_method
@@ -68,7 +75,7 @@ def run_one(method: str, dataset: str, args: argparse.Namespace) -> dict:
     overrides["checkpoint_every"] = args.checkpoint_every
     cfg = build_config(spec.config_cls, spec.presets.get(dataset, {}), {}, overrides,
                        {"dataset": dataset})
-    out = Path(args.out) / f"{method}-{dataset}"
+    out = Path(args.out) / run_name(method, dataset, args.seed)
     out.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(out_dir=out, device=args.device, seed=args.seed, progress=False,
                      resume=args.resume)
@@ -82,7 +89,7 @@ def run_one(method: str, dataset: str, args: argparse.Namespace) -> dict:
            "metrics": result.metrics, "config": {k: getattr(cfg, k) for k in
                                                    cfg.__dataclass_fields__}}
     RUNS.mkdir(parents=True, exist_ok=True)
-    (RUNS / f"{method}-{dataset}.json").write_text(json.dumps(rec, indent=1, default=str))
+    (RUNS / f"{run_name(method, dataset, args.seed)}.json").write_text(json.dumps(rec, indent=1, default=str))
     print(json.dumps({k: rec[k] for k in ("method", "dataset", "wall_s")}), flush=True)
     print({k: round(v, 4) for k, v in result.metrics.items()}, flush=True)
     return rec
@@ -105,25 +112,50 @@ def _fmt(x) -> str:
 
 
 def build_table(extra_note: str | None = None) -> dict:
+    """Rebuild ``seqrec.json`` / ``seqrec.md`` from every run file: seed means, then each run."""
     runs = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*.json"))] if RUNS.is_dir() else []
-    rows, md = [], []
-    md.append("| dataset | method | " + " | ".join(f"{m} ours / paper" for m in METRICS)
-              + " | epochs run (best) / spec | stopped by | time/epoch (s) | eval (s) | device |")
-    md.append("|" + "---|" * (len(METRICS) + 7))
     order = {"sasrec": 0, "cl4srec": 1, "mclrec": 2}
-    for r in sorted(runs, key=lambda r: (r["dataset"], order.get(r["method"], 9))):
+    runs.sort(key=lambda r: (r["dataset"], order.get(r["method"], 9), r.get("seed", 0)))
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["dataset"], r["method"]), []).append(r)
+
+    mean_rows, md = [], []
+    md.append("Mean over the seeds present (each seed's run below):")
+    md.append("")
+    md.append("| dataset | method | seeds | " + " | ".join(f"{m} ours / paper" for m in METRICS)
+              + " |")
+    md.append("|" + "---|" * (len(METRICS) + 3))
+    for (dataset, method), group in groups.items():
+        paper = PAPER.get(dataset, {}).get(method, {})
+        mean = {k: sum(r["metrics"][k] for r in group) / len(group) for k in METRICS}
+        mean_rows.append({"dataset": dataset, "method": method,
+                          "seeds": [r.get("seed") for r in group], "ours": mean,
+                          "paper": paper or None,
+                          "rel_diff": {k: (mean[k] - paper[k]) / paper[k] for k in METRICS
+                                       if k in paper}})
+        seeds = ", ".join(str(r.get("seed")) for r in group)
+        md.append(f"| {dataset} | {method} | {seeds} | "
+                  + " | ".join(f"{_fmt(mean[k])} / {_fmt(paper.get(k))}" for k in METRICS) + " |")
+
+    rows = []
+    md.append("")
+    md.append("| dataset | method | seed | " + " | ".join(METRICS)
+              + " | epochs run (best) / spec | stopped by | time/epoch (s) | eval (s) | device |")
+    md.append("|" + "---|" * (len(METRICS) + 8))
+    for r in runs:
         m, paper = r["metrics"], PAPER.get(r["dataset"], {}).get(r["method"], {})
-        row = {"dataset": r["dataset"], "method": r["method"],
+        row = {"dataset": r["dataset"], "method": r["method"], "seed": r.get("seed"),
                "ours": {k: m.get(k) for k in METRICS}, "paper": paper or None,
                "rel_diff": {k: (m[k] - paper[k]) / paper[k] for k in METRICS if k in paper},
                "epochs_run": m.get("epochs_run"), "best_epoch": m.get("best_epoch"),
                "spec_epochs": r.get("spec_epochs"), "time_per_epoch_s": m.get("time_per_epoch_s"),
                "eval_time_s": m.get("eval_time_s"), "device": r.get("device"),
-               "threads": r.get("threads"), "max_train_time_s": r.get("max_train_time_s")}
-        row["stopped_by"] = _stop_reason(r)
+               "threads": r.get("threads"), "max_train_time_s": r.get("max_train_time_s"),
+               "stopped_by": _stop_reason(r)}
         rows.append(row)
-        cells = [f"{_fmt(m.get(k))} / {_fmt(paper.get(k))}" for k in METRICS]
-        md.append(f"| {r['dataset']} | {r['method']} | " + " | ".join(cells)
+        md.append(f"| {r['dataset']} | {r['method']} | {r.get('seed')} | "
+                  + " | ".join(_fmt(m.get(k)) for k in METRICS)
                   + f" | {int(m.get('epochs_run', 0))} ({int(m.get('best_epoch', -1)) + 1}) / "
                   f"{r.get('spec_epochs')} | {row['stopped_by']} | "
                   f"{m.get('time_per_epoch_s', float('nan')):.1f} | "
@@ -139,10 +171,11 @@ def build_table(extra_note: str | None = None) -> dict:
     md.append("")
     md.append(note)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "seqrec.json").write_text(json.dumps({"rows": rows, "note": note}, indent=1))
+    (RESULTS / "seqrec.json").write_text(json.dumps({"mean_rows": mean_rows, "rows": rows,
+                                                      "note": note}, indent=1))
     (RESULTS / "seqrec.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
-    return {"rows": rows}
+    return {"mean_rows": mean_rows, "rows": rows}
 
 
 def main() -> None:
