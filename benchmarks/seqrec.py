@@ -75,7 +75,8 @@ def run_one(method: str, dataset: str, args: argparse.Namespace) -> dict:
     overrides["checkpoint_every"] = args.checkpoint_every
     cfg = build_config(spec.config_cls, spec.presets.get(dataset, {}), {}, overrides,
                        {"dataset": dataset})
-    out = Path(args.out) / run_name(method, dataset, args.seed)
+    name = run_name(method, dataset, args.seed)
+    out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(out_dir=out, device=args.device, seed=args.seed, progress=False,
                      resume=args.resume)
@@ -89,7 +90,7 @@ def run_one(method: str, dataset: str, args: argparse.Namespace) -> dict:
            "metrics": result.metrics, "config": {k: getattr(cfg, k) for k in
                                                    cfg.__dataclass_fields__}}
     RUNS.mkdir(parents=True, exist_ok=True)
-    (RUNS / f"{run_name(method, dataset, args.seed)}.json").write_text(json.dumps(rec, indent=1, default=str))
+    (RUNS / f"{name}.json").write_text(json.dumps(rec, indent=1, default=str))
     print(json.dumps({k: rec[k] for k in ("method", "dataset", "wall_s")}), flush=True)
     print({k: round(v, 4) for k, v in result.metrics.items()}, flush=True)
     return rec
