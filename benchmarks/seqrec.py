@@ -112,6 +112,11 @@ def _fmt(x) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
+def _rel_diff(ours: dict, paper: dict) -> dict:
+    """Relative difference ``(ours - paper) / paper`` per metric the paper reports."""
+    return {k: (ours[k] - paper[k]) / paper[k] for k in METRICS if k in paper}
+
+
 def build_table(extra_note: str | None = None) -> dict:
     """Rebuild ``seqrec.json`` / ``seqrec.md`` from every run file: seed means, then each run."""
     runs = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*.json"))] if RUNS.is_dir() else []
@@ -133,8 +138,7 @@ def build_table(extra_note: str | None = None) -> dict:
         mean_rows.append({"dataset": dataset, "method": method,
                           "seeds": [r.get("seed") for r in group], "ours": mean,
                           "paper": paper or None,
-                          "rel_diff": {k: (mean[k] - paper[k]) / paper[k] for k in METRICS
-                                       if k in paper}})
+                          "rel_diff": _rel_diff(mean, paper)})
         seeds = ", ".join(str(r.get("seed")) for r in group)
         md.append(f"| {dataset} | {method} | {seeds} | "
                   + " | ".join(f"{_fmt(mean[k])} / {_fmt(paper.get(k))}" for k in METRICS) + " |")
@@ -148,7 +152,7 @@ def build_table(extra_note: str | None = None) -> dict:
         m, paper = r["metrics"], PAPER.get(r["dataset"], {}).get(r["method"], {})
         row = {"dataset": r["dataset"], "method": r["method"], "seed": r.get("seed"),
                "ours": {k: m.get(k) for k in METRICS}, "paper": paper or None,
-               "rel_diff": {k: (m[k] - paper[k]) / paper[k] for k in METRICS if k in paper},
+               "rel_diff": _rel_diff(m, paper),
                "epochs_run": m.get("epochs_run"), "best_epoch": m.get("best_epoch"),
                "spec_epochs": r.get("spec_epochs"), "time_per_epoch_s": m.get("time_per_epoch_s"),
                "eval_time_s": m.get("eval_time_s"), "device": r.get("device"),
