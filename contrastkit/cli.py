@@ -223,7 +223,12 @@ def _canonical_dataset(name: Any, spec: MethodSpec, where: str) -> str:
             pass
         registered = _registry_function("registered")
         try:
-            known = [s.id for s in registered()] if registered is not None else []
+            # the datasets of the method's own domain (that of its default dataset)
+            domain = _registry_function("get_spec")(spec.default_dataset).domain
+        except Exception:  # noqa: BLE001
+            domain = None
+        try:
+            known = [s.id for s in registered(domain)] if registered is not None else []
         except Exception:  # noqa: BLE001
             known = []
     # datasets the method itself knows (presets, default), e.g. when the registry is absent

@@ -286,6 +286,24 @@ def test_train_errors_exit_2(dummy, tmp_path, capsys, args, expected):
     assert not (tmp_path / "runs").exists()  # nothing is written before the config is valid
 
 
+@pytest.mark.parametrize("method, dataset, expected", [
+    ("mclrec", "cora", r"expected a sequential-recommendation dataset .*got 'cora' \(a graph"),
+    ("sasrec", "etth1", r"sequential-recommendation dataset .*got 'etth1' \(a timeseries"),
+    ("grace", "beauty", r"expected a homogeneous graph dataset .*got 'beauty' \(a sequence"),
+    ("pamc", "ml-100k", r"homogeneous graph dataset .*got 'ml-100k' \(a sequence"),
+    ("ts2vec", "cora", r"forecasting or classification time-series .*got 'cora' \(a graph"),
+    ("comet", "citeseer", r"patient-structured time-series dataset .*'citeseer' \(a graph"),
+    ("mclrec", "nosuch", r"unknown dataset 'nosuch' .*\(known datasets: beauty, ml-100k, sports, "
+                         r"taobao, toys, yelp\)$"),
+])
+def test_method_given_another_domains_dataset_exits_2(tmp_path, monkeypatch, capsys, method,
+                                                      dataset, expected):
+    """A dataset of the wrong domain is refused before any file is read (no data needed)."""
+    monkeypatch.chdir(tmp_path)
+    assert _train(method, "--dataset", dataset, "--out", str(tmp_path / "run")) == 2
+    assert re.search(expected, _error(capsys))
+
+
 @pytest.mark.parametrize("content, expected", [
     ("lr: [0.1\n", r"invalid YAML at line"),
     ("- 1\n", r"expected a mapping"),

@@ -349,6 +349,31 @@ def test_available_reports_every_dataset(tmp_path):
                 assert shared[cid].status == "missing"
 
 
+def test_load_for_checks_the_domain_before_reading_and_the_type_after(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "_SPECS", dict(registry._SPECS))
+    monkeypatch.setattr(registry, "_KEYS", dict(registry._KEYS))
+    calls = []
+
+    def loader(root, *, download, normalize_features):
+        calls.append(root)
+        return ["item"]
+
+    datasets.register(datasets.DatasetSpec(
+        id="toy-seq", domain="sequence", description="toy", loader=loader,
+        locate=lambda root: ("found", str(root))))
+    with pytest.raises(ValueError, match=r"^dataset: expected a graph dataset \(cora\), "
+                                         r"got 'toy-seq' \(a sequence dataset\)$"):
+        datasets.load_for("toy-seq", domain="graph", what="a graph dataset (cora)",
+                          root=tmp_path)
+    assert calls == []  # nothing was read
+    with pytest.raises(ValueError, match=r"expected sessions, got 'TOY_SEQ' \(list\)$"):
+        datasets.load_for("TOY_SEQ", domain="sequence", types=dict, what="sessions",
+                          root=tmp_path)
+    assert datasets.load_for("toy-seq", domain="sequence", types=list, what="sessions",
+                             root=tmp_path) == ["item"]
+    assert len(calls) == 2
+
+
 def test_other_domains_can_register(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "_SPECS", dict(registry._SPECS))
     monkeypatch.setattr(registry, "_KEYS", dict(registry._KEYS))

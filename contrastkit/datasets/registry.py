@@ -22,7 +22,7 @@ from typing import Any, Callable
 from .root import data_root, is_default_root
 
 __all__ = ["STATUSES", "DatasetSpec", "DatasetStatus", "register", "registered",
-           "canonical_name", "get_spec", "load", "available"]
+           "canonical_name", "get_spec", "load", "load_for", "available"]
 
 STATUSES: tuple[str, ...] = ("found", "embedded", "incomplete", "missing")
 """Possible values of :attr:`DatasetStatus.status`."""
@@ -215,6 +215,40 @@ def load(name: str, root: str | os.PathLike | None = None, *, download: bool | N
     if download is None:
         download = is_default_root(path)
     return spec.loader(path, download=download, normalize_features=normalize_features)
+
+
+def load_for(name: str, *, domain: str, what: str, types: type | tuple[type, ...] = (),
+             root: str | os.PathLike | None = None, **kwargs: Any) -> Any:
+    """Load a dataset for a method that needs one kind of data.
+
+    The domain is checked before any file is read, so ``train mclrec --dataset cora`` fails at
+    once with a message naming what the method takes, not deep inside the method.
+
+    Args:
+        name: Dataset id or alias.
+        domain: The domain the method needs (``"graph"``, ``"sequence"``, ``"timeseries"``,
+            ``"image"``).
+        what: What the method takes, for the message, e.g. ``"a graph dataset (cora, ...)"``.
+        types: Classes the loaded object must be an instance of (``()``: any), for domains
+            that hold several kinds of data (forecasting sets and patient recordings are
+            both ``"timeseries"``).
+        root: Data root, as for :func:`load`.
+        **kwargs: Passed to :func:`load` (``download``, ``normalize_features``).
+
+    Returns:
+        The loaded dataset.
+
+    Raises:
+        ValueError: ``"dataset: expected <what>, got '<name>' (...)"`` when the domain or the
+            loaded type does not match, or as :func:`load`.
+    """
+    spec = get_spec(name)
+    if spec.domain != domain:
+        raise ValueError(f"dataset: expected {what}, got {name!r} (a {spec.domain} dataset)")
+    data = load(spec.id, root, **kwargs)
+    if types and not isinstance(data, types):
+        raise ValueError(f"dataset: expected {what}, got {name!r} ({type(data).__name__})")
+    return data
 
 
 def available(root: str | os.PathLike | None = None) -> list[DatasetStatus]:

@@ -333,8 +333,10 @@ def _mask_indices(mask: Tensor) -> Tensor:
 
 
 def _load(config: GRACEConfig) -> Data:
-    from ..datasets import load
-    data = load(config.dataset)
+    from ..datasets import load_for
+    data = load_for(config.dataset, domain="graph", types=Data,
+                    what="a homogeneous graph dataset (cora, citeseer, pubmed, computers, photo, "
+                         "cs, physics, wikics, dblp-citation)")
     validate_graph(data, name=f"dataset {config.dataset!r}")
     return data
 

@@ -588,8 +588,11 @@ def clustering_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 
 def load_graph(config: PamCConfig) -> Data:
-    from ..datasets import load
-    data = load(config.dataset, normalize_features=config.normalize_features)
+    from ..datasets import load_for
+    data = load_for(config.dataset, domain="graph", types=Data,
+                    normalize_features=config.normalize_features,
+                    what="a homogeneous graph dataset (citeseer, dblp-apa, cora, computers, cs, "
+                         "usps, hhar, reuters, acm-sdcn)")
     if "num_classes" not in data:
         data.num_classes = int(data.y.max()) + 1
     return data

@@ -502,12 +502,9 @@ def _flatten(results: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _load(config: COMETConfig) -> PatientDataset:
-    from ..datasets import load
-    data = load(config.dataset)
-    if not isinstance(data, PatientDataset):
-        raise ValueError(f"dataset: expected a patient-structured time-series dataset (e.g. "
-                         f"'adfsu'), got {config.dataset!r} ({type(data).__name__})")
-    return data
+    from ..datasets import load_for
+    return load_for(config.dataset, domain="timeseries", types=PatientDataset,
+                    what="a patient-structured time-series dataset (e.g. 'adfsu')")
 
 
 def run(config: COMETConfig, ctx: RunContext) -> RunResult:

@@ -447,8 +447,11 @@ def evaluate_ranking(encoder: SASRecEncoder, evalset: Any, *, chunk_size: int = 
 
 
 def _load_data(config: SeqRecConfig):
-    from ..datasets import load
-    return load(config.dataset)
+    from ..datasets import load_for
+    from ..datasets.sequence import SequenceData
+    return load_for(config.dataset, domain="sequence", types=SequenceData,
+                    what="a sequential-recommendation dataset (beauty, sports, toys, yelp, "
+                         "ml-100k, taobao)")
 
 
 def fit_seqrec(method_cls: type[SASRec], config: SeqRecConfig, data: Any, ctx: RunContext,

@@ -456,12 +456,14 @@ def eval_classification(z_train: np.ndarray, y_train: np.ndarray, z_test: np.nda
 # ------------------------------------------------------------------------------ running
 def load_task(config: Any) -> Any:
     """The data of ``config.dataset``: a forecasting split (ETT, ...) or a classification set."""
-    from ..datasets import get_spec, load
-    from ..datasets.timeseries import FORECAST_SETS, load_forecast
+    from ..datasets import get_spec, load_for
+    from ..datasets.timeseries import FORECAST_SETS, ClassificationData, load_forecast
     sid = get_spec(config.dataset).id
     if sid in FORECAST_SETS:
         return load_forecast(sid, univariate=config.univariate)
-    return load(sid)
+    return load_for(sid, domain="timeseries", types=ClassificationData,
+                    what="a forecasting or classification time-series dataset (etth1, etth2, "
+                         "ettm1, wth, electricity, ucr-*, uea-*)")
 
 
 def fit(config: TS2VecConfig, train: np.ndarray, *, seed: int = 0, device: str = "cpu",

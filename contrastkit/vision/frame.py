@@ -209,12 +209,9 @@ class ImageBatches:
 
 def load_images(name: str) -> Any:
     """Load an image dataset through the registry (:mod:`contrastkit.datasets.images`)."""
-    from ..datasets import get_spec, load
-    spec = get_spec(name)
-    if spec.domain != "image":
-        raise ValueError(f"dataset: expected an image dataset (fashion-mnist, cifar10, cifar100, "
-                         f"stl10), got {name!r} (domain {spec.domain!r})")
-    return load(name)
+    from ..datasets import load_for
+    return load_for(name, domain="image",
+                    what="an image dataset (fashion-mnist, cifar10, cifar100, stl10)")
 
 
 def take_subset(n_total: int, size: int, seed: int) -> Tensor:
