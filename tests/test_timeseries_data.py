@@ -78,6 +78,22 @@ def test_ratio_split_csv_and_per_instance(tmp_path):
         ts.load_forecast_csv(p, target="zz", univariate=True)
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("", r"toy.csv: expected a header whose first column is 'date', got an empty file"),
+    ("time,a\n2020-01-01 00:00:00,1\n", r"first column is 'date', got \['time'\]"),
+    ("date,a\n", r"toy.csv: expected at least one data row after the header, got none"),
+    ("date,a\n2020-01-01 00:00:00,1\n2020-01-01 01:00:00,x\n",
+     r"toy.csv, line 3: column 'a': expected a number .*got 'x'"),
+    ("date,a\n2020-01-01 00:00:00,1,2\n", r"toy.csv, line 2: expected 2 fields .*got 3"),
+    ("date,a\n01/02/2020,1\n", r"toy.csv, line 2: date: expected an ISO date-time .*'01/02/2020'"),
+])
+def test_bad_forecast_csv_names_file_line_and_column(tmp_path, text, expected):
+    p = tmp_path / "toy.csv"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=expected):
+        ts.load_forecast_csv(p)
+
+
 def test_electricity_univariate_target_is_ts2vecs(tmp_path):
     """``electricity`` keeps MT_001 (TS2Vec's datautils, the published tables); the
     ``electricity-mt320`` id reads the same file with Informer's MT_320."""

@@ -218,15 +218,32 @@ def read_csv_columns(path: str | Path) -> tuple[list, list[str], np.ndarray]:
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
         rows = csv.reader(fh)
-        header = next(rows)
+        header = next(rows, [])
         if not header or header[0].strip().lower() != "date":
-            raise ValueError(f"{path}: expected a first column 'date', got {header[:1]}")
+            raise ValueError(f"{path}: expected a header whose first column is 'date', got "
+                             f"{header[:1] or 'an empty file'}")
         dates, vals = [], []
-        for r in rows:
+        for line, r in enumerate(rows, start=2):
             if not r:
                 continue
-            dates.append(dt.datetime.fromisoformat(r[0].strip()))
-            vals.append([float(v) if v.strip() else np.nan for v in r[1:]])
+            if len(r) != len(header):
+                raise ValueError(f"{path}, line {line}: expected {len(header)} fields as in the "
+                                 f"header, got {len(r)}")
+            try:
+                dates.append(dt.datetime.fromisoformat(r[0].strip()))
+            except ValueError:
+                raise ValueError(f"{path}, line {line}: date: expected an ISO date-time "
+                                 f"(e.g. 2016-07-01 00:00:00), got {r[0]!r}") from None
+            row = []
+            for name, v in zip(header[1:], r[1:]):
+                try:
+                    row.append(float(v) if v.strip() else np.nan)
+                except ValueError:
+                    raise ValueError(f"{path}, line {line}: column {name.strip()!r}: expected a "
+                                     f"number (or an empty field for missing), got {v!r}") from None
+            vals.append(row)
+    if not dates:
+        raise ValueError(f"{path}: expected at least one data row after the header, got none")
     return dates, [h.strip() for h in header[1:]], np.asarray(vals, dtype=np.float64)
 
 
