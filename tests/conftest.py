@@ -46,7 +46,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def load_benchmark(name: str) -> ModuleType:
     """Import ``benchmarks/NAME.py`` (not a package) as module ``NAME_bench``, registered in
     ``sys.modules`` (dataclasses need it)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    path = folder / f"{name}.py"
+    if str(folder) not in sys.path:  # as when run as a script: its helpers (_runner) import
+        sys.path.insert(0, str(folder))
     spec = importlib.util.spec_from_file_location(f"{name}_bench", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
