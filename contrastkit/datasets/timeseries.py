@@ -234,17 +234,24 @@ def read_csv_columns(path: str | Path) -> tuple[list, list[str], np.ndarray]:
             except ValueError:
                 raise ValueError(f"{path}, line {line}: date: expected an ISO date-time "
                                  f"(e.g. 2016-07-01 00:00:00), got {r[0]!r}") from None
-            row = []
-            for name, v in zip(header[1:], r[1:]):
-                try:
-                    row.append(float(v) if v.strip() else np.nan)
-                except ValueError:
-                    raise ValueError(f"{path}, line {line}: column {name.strip()!r}: expected a "
-                                     f"number (or an empty field for missing), got {v!r}") from None
-            vals.append(row)
+            try:
+                vals.append([float(v) if v.strip() else np.nan for v in r[1:]])
+            except ValueError:  # name the first field that is not a number
+                name, v = next((n, v) for n, v in zip(header[1:], r[1:])
+                               if v.strip() and not _is_float(v))
+                raise ValueError(f"{path}, line {line}: column {name.strip()!r}: expected a "
+                                 f"number (or an empty field for missing), got {v!r}") from None
     if not dates:
         raise ValueError(f"{path}: expected at least one data row after the header, got none")
     return dates, [h.strip() for h in header[1:]], np.asarray(vals, dtype=np.float64)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _zscore_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
