@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -494,3 +496,66 @@ def test_fit_evaluator_sees_the_model_and_leaves_training_unchanged():
     assert [r.get("test_mse") for r in trainer.history] == [None, 1.0, None, 2.0]
     for (k, a), b in zip(plain.state_dict().items(), watched.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+# ------------------------------------------------------------------ regularisers: value + grad
+def test_sparsity_hinge_against_float64_reference_with_gradients():
+    """``relu(mean_{b,t} sum_c pi - threshold)`` written out, active and inactive."""
+    g = torch.Generator().manual_seed(4)
+    for scale, threshold in ((1.0, 0.4), (0.05, 0.4), (1.0, 1.2)):
+        pi = (scale * torch.rand(3, 5, 4, generator=g, dtype=torch.float64)).requires_grad_(True)
+        total = 0.0
+        for b in range(3):
+            for t in range(5):
+                total = total + sum(pi[b, t, c] for c in range(4))
+        ref = torch.relu(total / 15 - threshold)
+        got = A.sparsity_hinge(pi, threshold)
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(torch.autograd.grad(got, pi)[0],
+                                   torch.autograd.grad(ref, pi)[0], rtol=1e-12, atol=1e-12)
+    assert float(ref.detach()) > 0  # the last case is active: its gradient is 1/15 per entry
+
+
+@pytest.mark.parametrize("mode,tau", [("code", 1.0), ("paper", 0.5), ("paper", 2.0 / 3.0)])
+def test_expected_l0_against_float64_formula_with_gradients(mode, tau):
+    """Paper Eq. 9 per instance, ``sum_{t,c} [1 - sigmoid(tau log(-gamma/zeta) - log alpha)]``,
+    with the docstring's parameters: code ``log alpha = pi, gamma = -gz, zeta = 1, tau = 1``;
+    paper ``log alpha = logit(pi), gamma = -gz, zeta = 1 + gz``."""
+    gz = 0.1
+    g = torch.Generator().manual_seed(5)
+    pi = (0.02 + 0.96 * torch.rand(2, 4, 3, generator=g, dtype=torch.float64)).requires_grad_()
+    gamma, zeta = -gz, (1.0 if mode == "code" else 1.0 + gz)
+    t_eff = 1.0 if mode == "code" else tau
+    rows = []
+    for b in range(2):
+        acc = 0.0
+        for t in range(4):
+            for c in range(3):
+                p = pi[b, t, c]
+                log_alpha = p if mode == "code" else torch.log(p / (1 - p))
+                acc = acc + 1 - torch.sigmoid(t_eff * math.log(-gamma / zeta) - log_alpha)
+        rows.append(acc)
+    ref = torch.stack(rows)
+    got = A.expected_l0(pi, mode=mode, gamma_zeta=gz, tau=tau)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    w = torch.tensor([0.3, -1.1], dtype=torch.float64)
+    torch.testing.assert_close(torch.autograd.grad((got * w).sum(), pi)[0],
+                               torch.autograd.grad((ref * w).sum(), pi)[0],
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_consistency_paper_gradient_against_loop():
+    """Eq. 7 on a mask with gradient (the existing check compares the value only)."""
+    g = torch.Generator().manual_seed(6)
+    m = torch.rand(3, 9, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    a, p, n = torch.tensor([0, 4, 8]), torch.tensor([1, 5, 7]), torch.tensor([6, 1, 2])
+    got = A.consistency_paper(m, a, p, n)
+    total = 0.0
+    for b in range(3):
+        for c in range(2):
+            ma = m[b, int(a[b]), c]
+            total = total + (ma - m[b, int(p[b]), c]).abs() - (ma - m[b, int(n[b]), c]).abs()
+    ref = total / 6
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(got, m)[0], torch.autograd.grad(ref, m)[0],
+                               rtol=1e-12, atol=1e-12)

@@ -351,3 +351,28 @@ def test_evaluate_saved_embeddings_per_patient_fold():
     assert 0.5 < out["linear_auroc"] <= 1.0
     with pytest.raises(ValueError, match="embeddings"):
         evaluate(COMETConfig(), torch.zeros(5, 3), ctx)
+
+
+@pytest.mark.parametrize("temporal_unit", [1, 2])
+def test_hierarchical_loss_with_temporal_unit_matches_reference(temporal_unit):
+    """``temporal_unit``: the temporal term starts at that pooling level (the instance term and
+    the level count ``d`` are unchanged); written out with the literal level references."""
+    torch.manual_seed(4)
+    z1, z2 = torch.randn(3, 8, 4), torch.randn(3, 8, 4)  # levels T = 8, 4, 2, then 1
+
+    def ref(a, b):
+        loss, d = 0.0, 0
+        while a.shape[1] > 1:
+            loss = loss + 0.5 * ref_instance(a, b)
+            if d >= temporal_unit:
+                loss = loss + 0.5 * ref_temporal(a, b)
+            d += 1
+            a = torch.stack([torch.maximum(a[:, 2 * k], a[:, 2 * k + 1])
+                             for k in range(a.shape[1] // 2)], 1)
+            b = torch.stack([torch.maximum(b[:, 2 * k], b[:, 2 * k + 1])
+                             for k in range(b.shape[1] // 2)], 1)
+        loss = loss + 0.5 * ref_instance(a, b)  # TS2Vec's final instance term at T = 1
+        return loss / (d + 1)
+
+    _check(lambda a, b: hierarchical_contrastive_loss(a, b, alpha=0.5,
+                                                      temporal_unit=temporal_unit), ref, z1, z2)

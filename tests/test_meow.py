@@ -360,3 +360,59 @@ def test_heco_probe_matches_separate_runs_reference():
     for key, vals in res.items():
         assert got[key] == pytest.approx(np.mean(vals), abs=1e-5), key
         assert got[f"{key}_std"] == pytest.approx(np.std(vals), abs=1e-5), key
+
+
+# ------------------------------------------------------------------ anchor subsets (audit)
+def _ref_ada_rows(v, u, mlp, tau, guard, rows):
+    """``_ref_ada`` with the mean over a subset of anchors (each row keeps all ``N`` candidates
+    and its own guard normalisation over ``j != i``)."""
+    n = v.size(0)
+    w1, b1, w2, b2 = mlp.l1.weight, mlp.l1.bias, mlp.l2.weight, mlp.l2.bias
+    total = 0
+    for i in rows:
+        om = [torch.sigmoid(w2[0] @ torch.tanh(w1 @ (v[i] + u[j]) + b1) + b2[0]) for j in range(n)]
+        if guard == "negative_mean":
+            mean = sum(om[j] for j in range(n) if j != i) / (n - 1)
+            om = [torch.ones((), dtype=v.dtype) if j == i else om[j] / mean for j in range(n)]
+        den = sum(om[j] * torch.exp(v[i] @ u[j] / tau) for j in range(n))
+        total = total - (v[i] @ u[i] / tau - torch.log(den))
+    return total / len(rows)
+
+
+@pytest.mark.parametrize("guard", ["none", "negative_mean"])
+def test_adameow_loss_on_an_anchor_subset_matches_slow_reference(guard):
+    n, tau = 9, 0.8
+    torch.manual_seed(1)
+    mlp = PairWeightMLP(4, 3).double()
+    v, u = _unit(n, 4, 14).requires_grad_(), _unit(n, 4, 15).requires_grad_()
+    anchors = torch.tensor([7, 0, 4, 5])
+    got = adameow_loss(v, u, mlp, temperature=tau, guard=guard, block_size=3, anchors=anchors)
+    want = _ref_ada_rows(v, u, mlp, tau, guard, anchors.tolist())
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    params = [v, u, *mlp.parameters()]
+    for a, b in zip(torch.autograd.grad(got, params), torch.autograd.grad(want, params)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_proto_nce_on_an_anchor_subset_matches_slow_reference():
+    n = 10
+    u = _unit(n, 4, 16).requires_grad_()
+    anchors = torch.tensor([9, 2, 3, 6])
+    clus = []
+    for k, seed in ((3, 17), (5, 18)):
+        g = torch.Generator().manual_seed(seed)
+        clus.append((torch.randint(0, k, (n,), generator=g), _unit(k, 4, seed + 10),
+                     torch.rand(k, generator=g, dtype=torch.float64) + 0.2))
+    got = proto_nce_loss(u, clus, anchors=anchors)
+    want = 0
+    for lab, cent, phi in clus:
+        t = 0
+        for i in anchors.tolist():
+            num = torch.exp(u[i] @ cent[lab[i]] / phi[lab[i]])
+            den = sum(torch.exp(u[i] @ cent[k] / phi[k]) for k in range(len(phi)))
+            t = t - torch.log(num / den)
+        want = want + t / len(anchors)
+    want = want / len(clus)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(torch.autograd.grad(got, u)[0], torch.autograd.grad(want, u)[0],
+                               rtol=1e-10, atol=1e-10)

@@ -367,3 +367,41 @@ def test_pretrain_autoencoder_is_the_trained_encoder_and_learns():
         before = torch.nn.functional.mse_loss(untrained(x), x)
         after = torch.nn.functional.mse_loss(ae(x), x)
     assert after < 0.8 * before
+
+
+@pytest.mark.parametrize("negatives", ["meta", "anchor"])
+def test_pamc_loss_on_an_anchor_subset_matches_reference_with_gradients(negatives):
+    """Mini-batch form: the positive term over the anchors' rows of ``A_r`` (every node may be a
+    neighbour), meta-nodes ``m_k`` summed over the anchors only (``labels`` are the anchors'),
+    written out with loops in float64."""
+    n, k, tau = 10, 3, 0.9
+    index, weight = influence_adjacency(_graph(n, 9), n, 2)
+    a = _dense(index, weight, n)
+    anchors = torch.tensor([8, 1, 4, 5, 0])
+    y = torch.tensor([2, 0, 2, 1, 0])  # labels of the anchors
+    z = torch.randn(n, 4, dtype=D, generator=torch.Generator().manual_seed(9), requires_grad=True)
+    got = pamc_loss(z, Pairs(index, weight.to(D)), y, k, tau, anchors=anchors,
+                    negatives=negatives)
+    c = _cos(z)
+    ref = 0.0
+    for i in anchors.tolist():
+        ref = ref - torch.log(sum(a[i, j] * torch.exp(tau * c[i, j]) for j in range(n))) / 5
+    m = [sum(z[int(anchors[r])] for r in range(5) if int(y[r]) == q) for q in range(k)]
+
+    def cos(p, q):
+        return torch.dot(p, q) / (p.norm() * q.norm())
+
+    if negatives == "meta":
+        for q in range(k):
+            terms = [torch.ones((), dtype=D) if q == l else torch.exp(tau * cos(m[q], m[l]))
+                     for l in range(k)]  # c_kk := 0
+            ref = ref + torch.log(sum(terms)) / k
+    else:
+        sizes = [int((y == q).sum()) for q in range(k)]
+        for i in anchors.tolist():
+            ref = ref + torch.log(sum(sizes[q] * torch.exp(tau * cos(z[i], m[q]))
+                                      for q in range(k))) / 5
+    assert torch.allclose(got, ref, atol=1e-10)
+    g1, = torch.autograd.grad(got, z)
+    g2, = torch.autograd.grad(ref, z)
+    assert torch.allclose(g1, g2, atol=1e-10)

@@ -503,3 +503,16 @@ def test_grace_pot_learns_on_cora(cora):
     print(f"GRACE+POT Cora: probe {before:.3f} -> {after:.3f}, loss {losses[0]:.3f} -> "
           f"{losses[-1]:.3f}")
     assert after >= 0.74 and after >= before + 0.03, (before, after)
+
+
+def test_pot_bce_matches_literal_reference_with_gradients():
+    """``pot_bce`` was only ever compared with itself (on two scores); here against the spec's
+    ``(1/n) sum_i log(1 + e^{-s_i})`` written out, including scores of large magnitude."""
+    g = torch.Generator().manual_seed(12)
+    s = torch.cat([torch.randn(9, generator=g, dtype=torch.float64) * 3,
+                   torch.tensor([-30.0, 25.0], dtype=torch.float64)]).requires_grad_(True)
+    ref = sum(torch.log1p(torch.exp(-s[i])) for i in range(s.numel())) / s.numel()
+    out = pot_bce(s)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(out, s)[0], torch.autograd.grad(ref, s)[0],
+                               rtol=1e-12, atol=1e-12)

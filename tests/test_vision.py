@@ -548,3 +548,51 @@ def test_two_processes_gather_negatives_and_shard_batches(tmp_path):
     assert outs[0]["len"] == outs[1]["len"] == 5
     assert not set(ids[0].tolist()) & set(ids[1].tolist())
     assert len(set(ids[0].tolist()) | set(ids[1].tolist())) == 40
+
+
+# ---------------------------------------------------------------------------------------------
+# SimCLR's pairwise-loss dispatch against literal float64 references (audit)
+# ---------------------------------------------------------------------------------------------
+def _lit_cos(x, y):
+    return (x @ y) / (x.norm() * y.norm())
+
+
+def _pair_reference(z1, z2, loss, tau, sigma=0.5, top_k=None):
+    """Two-view losses written out: NT-Xent, DCL, DCLW (detached von-Mises weights) and the
+    hard InfoNCE that keeps the ``top_k`` most similar negatives."""
+    B = z1.size(0)
+    z = torch.cat([z1, z2])
+    s_pos = [float(_lit_cos(z1[i], z2[i])) for i in range(B)]
+    mean = sum(math.exp(s / sigma) for s in s_pos) / B
+    w = [2 - math.exp(s / sigma) / mean for s in s_pos] if loss == "dclw" else [1.0] * B
+    total = 0.0
+    for r in range(2 * B):
+        p = (r + B) % (2 * B)
+        negs = [j for j in range(2 * B) if j not in (r, p)]
+        if top_k is not None:
+            negs = sorted(negs, key=lambda j: -float(_lit_cos(z[r], z[j])))[:top_k]
+        terms = [_lit_cos(z[r], z[j]) / tau for j in negs]
+        if loss in ("infonce", "hard_infonce"):
+            terms.append(_lit_cos(z[r], z[p]) / tau)
+        total = total - w[r % B] * _lit_cos(z[r], z[p]) / tau + torch.log(
+            sum(torch.exp(t) for t in terms))
+    return total / (2 * B)
+
+
+@pytest.mark.parametrize("loss,extra", [("infonce", {}), ("dcl", {}), ("dclw", {}),
+                                        ("hard_infonce", {"hard_top_k": 3})])
+def test_simclr_pairwise_losses_average_all_view_pairs_against_reference(loss, extra):
+    from contrastkit.vision.simclr import SimCLR, SimCLRConfig
+    cfg = SimCLRConfig(loss=loss, num_views=3, small_cnn_width=4, proj_hidden=8, proj_dim=5,
+                       **extra)
+    m = SimCLR(cfg, 1, 12, backbone="small_cnn")
+    g = _gen(21)
+    zs = [torch.randn(5, 5, generator=g, dtype=torch.float64, requires_grad=True)
+          for _ in range(3)]
+    got = m.loss(zs, None)
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    ref = sum(_pair_reference(zs[i], zs[j], loss, cfg.tau, cfg.dclw_sigma,
+                              extra.get("hard_top_k")) for i, j in pairs) / 3
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+    for a, b in zip(torch.autograd.grad(got, zs), torch.autograd.grad(ref, zs)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)

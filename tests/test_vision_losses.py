@@ -865,3 +865,25 @@ def test_float32_and_bfloat16_agree_with_float64_at_small_temperature(name, fn):
 def test_bad_input_raises_naming_the_argument(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+def test_pwe_loss_matches_literal_reference():
+    """PWE written out (the existing check compares it with ``nt_xent``, the code it calls):
+    mean over view pairs (l < m) of the symmetric NT-Xent, 2N - 1 denominator terms per anchor."""
+    z = _leaf(3, 4, 5, seed=98)
+    tau = 0.4
+    pairs = list(itertools.combinations(range(3), 2))
+    ref = 0.0
+    for l, m in pairs:
+        x = torch.cat([z[l], z[m]])
+        term = 0.0
+        for r in range(8):
+            p = (r + 4) % 8
+            den = sum(torch.exp(_cos(x[r], x[j]) / tau) for j in range(8) if j != r)
+            term = term - torch.log(torch.exp(_cos(x[r], x[p]) / tau) / den)
+        ref = ref + term / 8
+    ref = ref / len(pairs)
+    out = pwe_loss(z, temperature=tau)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(torch.autograd.grad(out, z)[0], torch.autograd.grad(ref, z)[0],
+                               rtol=1e-10, atol=1e-10)
