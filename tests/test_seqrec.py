@@ -166,7 +166,7 @@ def _slow_regularizer(x1, x2):
     for a in range(2 * B):
         p = X[a] @ X[(a + B) % (2 * B)]
         negs = [X[a] @ X[b] for b in range(2 * B) if b not in (a, (a + B) % (2 * B))]
-        m = max(negs, key=float)
+        m = max(negs, key=lambda t: float(t.detach()))
         first = first + torch.relu(p - torch.minimum(p, m)) / (2 * B)
         for nb in negs:
             second = second + torch.relu(torch.maximum(p, m) - nb)
