@@ -596,3 +596,151 @@ def test_simclr_pairwise_losses_average_all_view_pairs_against_reference(loss, e
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
     for a, b in zip(torch.autograd.grad(got, zs), torch.autograd.grad(ref, zs)):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# MoCo._loss (the frame's per-pair objective and plug-in dispatch) against float64 references
+# ---------------------------------------------------------------------------------------------
+def _moco_literal(q, k, negatives, tau, decoupled=False):
+    """``-log e^{q.k/tau} / (e^{q.k/tau} + Σ_n e^{q.n/tau})`` per row (``decoupled``: no
+    positive in the denominator), ``negatives[b]`` the list of row b's negatives; mean."""
+    total = 0.0
+    for b in range(q.size(0)):
+        pos = torch.exp(q[b] @ k[b] / tau)
+        den = sum(torch.exp(q[b] @ n / tau) for n in negatives[b])
+        total = total - torch.log(pos / (den if decoupled else pos + den))
+    return total / q.size(0)
+
+
+def _unit(v):
+    return v / v.norm(dim=-1, keepdim=True)
+
+
+def _moco_case(plugin, epoch, **kw):
+    from contrastkit.vision.moco import MoCo, MoCoConfig
+    opts = dict(proj_hidden=8, proj_dim=5, small_cnn_width=2, queue_size=11, temperature=0.3,
+                mochi_num_hard=30, mochi_num_mix=6, mochi_num_mix_query=3, mochi_query_max=0.4,
+                mochi_start_epoch=1, ft_alpha_p=1.5, ft_alpha_n=0.8, ft_start_epoch=1)
+    cfg = MoCoConfig(plugin=plugin, **{**opts, **kw})
+    torch.manual_seed(0)
+    m = MoCo(cfg, 1, 12, backbone="small_cnn")
+    m._epoch = epoch
+    g = _gen(41)
+    q = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    queue = torch.randn(11, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    queue_ids = torch.tensor([0, 7, 2, 2, -1, 5, 9, 3, 2, 8, 1])
+    ids = torch.tensor([2, 3, -1, 4])  # rows 0 and 1 have own-image entries in the queue
+    return m, cfg, q, k, queue, queue_ids, ids
+
+
+def _check_moco_grads(got, ref, leaves):
+    g_got = torch.autograd.grad(got, leaves, allow_unused=True)
+    g_ref = torch.autograd.grad(ref, leaves, allow_unused=True)
+    for a, b in zip(g_got, g_ref):
+        if a is None or b is None:
+            assert (a is None or not a.any()) and (b is None or not b.any())
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("plugin,epoch,decoupled", [("none", 0, False), ("none", 3, True),
+                                                    ("mochi", 0, False),
+                                                    ("feature_transformation", 0, False)])
+def test_moco_loss_plain_matches_float64_reference(plugin, epoch, decoupled):
+    """``MoCo._loss`` without mixing (no plug-in, or before its start epoch) against spec
+    mochi.md's MoCo loss written out on normalised ``q, k, queue``: queue entries with the
+    query's own image id are no negatives, ``decoupled`` drops the positive from the
+    denominator. Gradients w.r.t. ``q`` and ``k``; the queue gets none."""
+    m, cfg, q, k, queue, queue_ids, ids = _moco_case(plugin, epoch, decoupled=decoupled)
+    got = m._loss(q, k, queue, queue_ids, ids)
+    qn, kn, nn_ = _unit(q), _unit(k), _unit(queue.detach())
+    negs = [[nn_[j] for j in range(11) if not (int(ids[b]) >= 0 and
+                                                 int(queue_ids[j]) == int(ids[b]))]
+            for b in range(4)]
+    assert [len(n) for n in negs] == [8, 10, 11, 11]
+    ref = _moco_literal(qn, kn, negs, cfg.temperature, decoupled)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    _check_moco_grads(got, ref, [q, k, queue])
+
+
+@pytest.mark.parametrize("num_hard", [5, 30])
+def test_moco_loss_mochi_matches_float64_reference(num_hard):
+    """``MoCo._loss`` with MoCHi active against spec mochi.md written out: per query, the
+    top-N (``N = min(mochi_num_hard, |queue|)``) queue entries of other images by cosine;
+    ``s`` type-1 points ``normalise(a n_i + (1 - a) n_j)`` and ``s'`` type-2 points
+    ``normalise(b q + (1 - b) n_j)`` (no gradient) join that query's denominator. The random
+    indices and coefficients are read from ``mochi_negatives(return_info=True)`` called after
+    the same seed (its draws have their own test); every vector is rebuilt here."""
+    from contrastkit.core.losses import mochi_negatives
+    m, cfg, q, k, queue, queue_ids, ids = _moco_case("mochi", 1, mochi_num_hard=num_hard)
+    torch.manual_seed(5)
+    got = m._loss(q, k, queue, queue_ids, ids)
+    torch.manual_seed(5)
+    _, info = mochi_negatives(q, queue, num_hard=min(cfg.mochi_num_hard, 11),
+                              num_mix=cfg.mochi_num_mix, num_mix_query=cfg.mochi_num_mix_query,
+                              query_max=cfg.mochi_query_max, queue_ids=queue_ids, ids=ids,
+                              return_info=True)
+    qn, kn, nn_ = _unit(q), _unit(k), _unit(queue.detach())
+    qd = qn.detach()
+    negs = []
+    for b in range(4):
+        own = [j for j in range(11) if int(ids[b]) >= 0 and int(queue_ids[j]) == int(ids[b])]
+        usable = [j for j in range(11) if j not in own]
+        hard = set(info["hard_indices"][b].tolist()) - {-1}
+        top = sorted(usable, key=lambda j: -float(qd[b] @ nn_[j]))[:num_hard]
+        assert hard == set(top)  # Q_N(q): the N most similar entries of other images
+        row = [nn_[j] for j in usable]
+        for s in range(cfg.mochi_num_mix):
+            i, j = info["mix_index"][b, s].tolist()
+            a = info["mix_coef"][b, s]
+            assert i in hard and j in hard and 0 <= float(a) < 1
+            row.append(_unit(a * nn_[i] + (1 - a) * nn_[j]))
+        for s in range(cfg.mochi_num_mix_query):
+            j = int(info["query_index"][b, s])
+            c = info["query_coef"][b, s]
+            assert j in hard and 0 <= float(c) < cfg.mochi_query_max
+            row.append(_unit(c * qd[b] + (1 - c) * nn_[j]))
+        negs.append(row)
+    ref = _moco_literal(qn, kn, negs, cfg.temperature)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    _check_moco_grads(got, ref, [q, k, queue])
+
+
+@pytest.mark.parametrize("granularity,postmix", [("step", False), ("sample", True)])
+def test_moco_loss_feature_transformation_matches_float64_reference(granularity, postmix):
+    """``MoCo._loss`` with Feature Transformation active against spec
+    feature_transformation.md written out on the normalised ``q, k, queue``:
+    ``q_hat = l_p q + (1 - l_p) k``, ``k_hat = l_p k + (1 - l_p) q``,
+    ``n_hat_j = l_n n_j + (1 - l_n) n_{pi(j)}`` (optionally re-normalised), InfoNCE of
+    ``q_hat . k_hat`` against ``q_hat . n_hat`` (dot products). ``l_p``, ``l_n`` and ``pi``
+    come from the library's draw functions called after the same seed; the mixing and the loss
+    are written out. Gradient reaches ``q`` and ``k`` through both ``q_hat`` and ``k_hat``. A
+    mixed negative with the query's own image id on either side is excluded."""
+    from contrastkit.core.losses import negative_interpolation, positive_extrapolation
+    m, cfg, q, k, queue, queue_ids, ids = _moco_case(
+        "feature_transformation", 1, ft_granularity=granularity, ft_postmix_norm=postmix)
+    torch.manual_seed(6)
+    got = m._loss(q, k, queue, queue_ids, ids)
+    qn, kn, nn_ = _unit(q), _unit(k), _unit(queue.detach())
+    torch.manual_seed(6)
+    _, _, lam_p = positive_extrapolation(qn.detach(), kn.detach(), alpha=cfg.ft_alpha_p,
+                                         granularity=granularity)
+    _, lam_n, perm = negative_interpolation(nn_, alpha=cfg.ft_alpha_n, granularity=granularity)
+    assert bool((lam_p > 1).all() and (lam_p < 2).all())
+    q_hat = lam_p * qn + (1 - lam_p) * kn
+    k_hat = lam_p * kn + (1 - lam_p) * qn
+    n_hat = torch.stack([lam_n * nn_[j] + (1 - lam_n) * nn_[int(perm[j])] if lam_n.dim() == 0
+                         else lam_n[j] * nn_[j] + (1 - lam_n[j]) * nn_[int(perm[j])]
+                         for j in range(11)])
+    if postmix:
+        q_hat, k_hat, n_hat = _unit(q_hat), _unit(k_hat), _unit(n_hat)
+    # a mixed negative made from the query's own image (n_j or n_pi(j)) leaves its denominator
+    negs = [[n_hat[j] for j in range(11)
+             if int(ids[b]) < 0 or int(ids[b]) not in (int(queue_ids[j]),
+                                                       int(queue_ids[int(perm[j])]))]
+            for b in range(4)]
+    assert [len(n) for n in negs][2] == 11 and min(len(n) for n in negs) < 11
+    ref = _moco_literal(q_hat, k_hat, negs, cfg.temperature)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    _check_moco_grads(got, ref, [q, k, queue])

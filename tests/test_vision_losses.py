@@ -235,6 +235,28 @@ def test_moco_loss_with_ids_extra_negatives_matches_reference(decoupled):
     assert torch.allclose(mod(q, k, queue, queue_ids, ids, extra_negatives=extra), ref)
 
 
+def test_moco_loss_with_ids_of_mixed_entries_excludes_any_match():
+    """``queue_ids [Q, K]``: an entry made of K images leaves row b when any of its ids is
+    ``ids[b]``; K = 1 is the plain case."""
+    q, k, queue = _leaf(4, 3, seed=44), _leaf(4, 3, seed=45), _leaf(6, 3, seed=46)
+    two = torch.tensor([[0, 5], [1, 1], [2, 0], [-1, 3], [4, -1], [6, 6]])
+    ids = torch.tensor([0, 3, -1, 6])
+    total = 0.0
+    for b in range(4):
+        pos = _cos(q[b], k[b]) / 0.2
+        keep = [j for j in range(6) if int(ids[b]) < 0 or int(ids[b]) not in two[j].tolist()]
+        terms = [pos] + [_cos(q[b], queue[j].detach()) / 0.2 for j in keep]
+        total = total - pos + torch.logsumexp(torch.stack(terms), 0)
+    for bs in (None, 2):
+        _close(moco_loss(q, k, queue, temperature=0.2, queue_ids=two, ids=ids, block_size=bs),
+               total / 4, [q, k, queue])
+    torch.testing.assert_close(
+        moco_loss(q, k, queue, queue_ids=two[:, :1], ids=ids),
+        moco_loss(q, k, queue, queue_ids=two[:, 0], ids=ids))
+    with pytest.raises(ValueError, match=r"queue_ids: expected \[6\] ids .* or \[6, K\]"):
+        moco_loss(q, k, queue, queue_ids=two[:5], ids=ids)
+
+
 def test_id_match_pairs_is_exact():
     ids = torch.tensor([3, 0, 9, -1, 3])
     qids = torch.tensor([0, 3, 3, 5, -1, 0, 3])
@@ -521,11 +543,43 @@ def test_pvc_two_views_is_nt_xent_cross_view_only():
         _close(out, ref, [z])
 
 
+def _mv_dhel_log_reference(z, tau):
+    """``_mv_dhel_reference`` (code variant) with ``-log(num / prod_l S_l)`` written as
+    ``-log num + sum_l log S_l``: at tau = 0.01 and V = 6 the product reaches e^600 and its
+    square (in the backward of the division) overflows even float64."""
+    V, N, _ = z.shape
+    total = 0.0
+    for i in range(N):
+        num = sum(torch.exp(_cos(z[l, i], z[m, i]) / tau)
+                  for l, m in itertools.combinations(range(V), 2))
+        total = total - torch.log(num)
+        for l in range(V):
+            total = total + torch.log(sum(torch.exp(_cos(z[l, i], z[l, j]) / tau)
+                                          for j in range(N) if j != i))
+    return total / N
+
+
 def test_mv_dhel_large_temperature_product_does_not_overflow_in_float32():
+    """e^{cos/0.01} reaches e^100 (> float32 max) and the product of the V = 6 view sums
+    e^600: the float32 / bfloat16 results are finite AND equal the float64 literal formulas
+    (on the same, rounded inputs), the float32 gradient included."""
     z = torch.randn(6, 64, 8, generator=_gen(97)).float()
     out = mv_dhel_loss(z, temperature=0.01)
     assert torch.isfinite(out)
     assert torch.isfinite(mv_infonce_loss(z.bfloat16(), temperature=0.01))
+    zs = z[:, :32].clone().requires_grad_(True)
+    out = mv_dhel_loss(zs, temperature=0.01)
+    assert out.dtype == torch.float32
+    z64 = zs.detach().double().requires_grad_(True)
+    ref = _mv_dhel_log_reference(z64, 0.01)
+    assert out.item() == pytest.approx(ref.item(), rel=1e-6)
+    torch.testing.assert_close(torch.autograd.grad(out, zs)[0].double(),
+                               torch.autograd.grad(ref, z64)[0], rtol=1e-4, atol=1e-4)
+    zb = z[:, :32].bfloat16()
+    out_b = mv_infonce_loss(zb, temperature=0.01)
+    assert torch.isfinite(out_b)
+    ref_b = _mv_infonce_reference(zb.double(), 0.01, "all")
+    assert out_b.item() == pytest.approx(ref_b.item(), rel=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------

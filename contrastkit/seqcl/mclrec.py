@@ -228,7 +228,10 @@ class MCLRec(SASRec):
         return loss
 
     def augmenter_loss(self, batch: dict) -> Tensor:
-        """``L1 = L_cl2 + gamma' R`` on views re-encoded (train mode, no encoder gradient)."""
+        """``L1 = L_cl2 + gamma' R`` on views re-encoded (train mode, no encoder gradient).
+
+        The official step also adds ``λ L_cl1`` (encoder views only): no gradient reaches the
+        augmenters through it, so the update is the same; only the logged value differs."""
         with torch.no_grad():
             h1 = self.encoder(batch["aug1"], batch["aug1_len"])
             h2 = self.encoder(batch["aug2"], batch["aug2_len"])

@@ -214,7 +214,7 @@ class MoCo(VisionMethod):
             assert self._ft_loss is not None
             return self._ft_loss(q, k, queue, temperature=c.temperature, alpha_p=c.ft_alpha_p,
                                  alpha_n=c.ft_alpha_n, postmix_norm=c.ft_postmix_norm,
-                                 granularity=c.ft_granularity)
+                                 granularity=c.ft_granularity, queue_ids=queue_ids, ids=ids)
         return self._moco_loss(q, k, queue, temperature=c.temperature, queue_ids=queue_ids,
                                ids=ids, decoupled=c.decoupled)
 

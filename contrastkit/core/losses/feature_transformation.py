@@ -152,13 +152,17 @@ def ft_moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: floa
                  alpha_p: float = 2.0, alpha_n: float = 1.6, extrapolate: bool = True,
                  interpolate: bool = True, postmix_norm: bool = False,
                  granularity: str = "step", generator: torch.Generator | None = None,
+                 queue_ids: Tensor | None = None, ids: Tensor | None = None,
                  reduction: str = "mean", block_size: int | None = None) -> Tensor:
     r"""MoCo loss with Feature Transformation.
 
     ``query``, ``key`` and ``queue`` are L2-normalised first (MoCo's embeddings), then
     transformed; the loss uses the dot product of the transformed vectors (re-normalised only
-    with ``postmix_norm=True``). Other arguments as in :func:`positive_extrapolation`,
-    :func:`negative_interpolation` and :func:`~contrastkit.core.losses.mochi.moco_loss`.
+    with ``postmix_norm=True``). ``queue_ids [Q]`` / ``ids [B]``: image ids; an interpolated
+    negative ``n_hat_j`` is dropped from query ``b``'s denominator when either ``n_j`` or
+    ``n_{pi(j)}`` comes from image ``ids[b]`` (an entry that is not mixed: when ``n_j`` does).
+    Other arguments as in :func:`positive_extrapolation`, :func:`negative_interpolation` and
+    :func:`~contrastkit.core.losses.mochi.moco_loss`.
     """
     check_tensor("query", query, ndim=2, floating=True)
     check_tensor("key", key, ndim=2, floating=True)
@@ -171,14 +175,16 @@ def ft_moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: floa
         q, k, _ = positive_extrapolation(q, k, alpha=alpha_p, granularity=granularity,
                                          generator=generator)
     if interpolate:
-        n, _, _ = negative_interpolation(n, alpha=alpha_n, granularity=granularity,
-                                         generator=generator)
+        n, _, perm = negative_interpolation(n, alpha=alpha_n, granularity=granularity,
+                                            generator=generator)
+        if queue_ids is not None:
+            queue_ids = torch.stack([queue_ids, queue_ids[perm.to(queue_ids.device)]], 1)
     if postmix_norm:
         q = nn.functional.normalize(q, dim=1, eps=1e-12)
         k = nn.functional.normalize(k, dim=1, eps=1e-12)
         n = nn.functional.normalize(n, dim=1, eps=1e-12)
-    return moco_loss(q, k, n, temperature=temperature, similarity="dot", reduction=reduction,
-                     block_size=block_size)
+    return moco_loss(q, k, n, temperature=temperature, similarity="dot", queue_ids=queue_ids,
+                     ids=ids, reduction=reduction, block_size=block_size)
 
 
 @torch.no_grad()

@@ -70,14 +70,19 @@ def _check_ids(queue: Tensor, queue_ids: Tensor | None, ids: Tensor | None, B: i
                          + ("queue_ids" if ids is None else "ids"))
     if queue_ids is None:
         return None
-    check_tensor("queue_ids", queue_ids, ndim=1, integer=True)
+    check_tensor("queue_ids", queue_ids, integer=True)
     check_tensor("ids", ids, ndim=1, integer=True)
-    if queue_ids.numel() != queue.size(0):
-        raise ValueError(f"queue_ids: expected {queue.size(0)} ids (one per queue entry), got "
-                         f"{queue_ids.numel()}")
+    if queue_ids.dim() not in (1, 2) or queue_ids.size(0) != queue.size(0):
+        raise ValueError(f"queue_ids: expected [{queue.size(0)}] ids (one per queue entry) or "
+                         f"[{queue.size(0)}, K] (the K images a mixed entry is made of), got "
+                         f"shape {tuple(queue_ids.shape)}")
     if ids.numel() != B:
         raise ValueError(f"ids: expected {B} ids (one per query), got {ids.numel()}")
-    return id_match_pairs(ids, queue_ids)
+    if queue_ids.dim() == 1:
+        return id_match_pairs(ids, queue_ids)
+    # an entry made of several images is excluded when any of them is the query's
+    pairs = torch.cat([id_match_pairs(ids, col) for col in queue_ids.unbind(1)], 1)
+    return torch.unique(pairs, dim=1)
 
 
 def moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: float | Tensor = 0.2,
@@ -94,8 +99,10 @@ def moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: float |
         temperature: ``tau`` (MoCo-v2: 0.2; lightly's CIFAR MoCo: 0.1).
         extra_negatives: optional ``[B, E, D]`` per-query negatives (MoCHi's synthetic points,
             seen by their own row only), used as given.
-        queue_ids: ``[Q]`` image ids of the queue entries (``-1`` = none).
-        ids: ``[B]`` image ids of the queries; queue entries with the same id are excluded.
+        queue_ids: ``[Q]`` image ids of the queue entries (``-1`` = none), or ``[Q, K]`` when
+            an entry mixes ``K`` images (Feature Transformation's interpolated negatives).
+        ids: ``[B]`` image ids of the queries; queue entries with the same id (any of their
+            ``K`` ids) are excluded.
         decoupled: drop the positive from the denominator (DCL with a queue).
         similarity: ``"cosine"`` (default; MoCo's embeddings are unit vectors), ``"dot"`` (for
             transformed, non-unit features) or ``"neg_sq_dist"``.
