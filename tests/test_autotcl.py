@@ -559,3 +559,145 @@ def test_consistency_paper_gradient_against_loop():
     torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(torch.autograd.grad(got, m)[0], torch.autograd.grad(ref, m)[0],
                                rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------ composite objectives
+def _view_reference(method: A.AutoTCL, x: torch.Tensor, u: torch.Tensor):
+    """Spec 2.1 / 2.4 written out: ``pi = sigmoid(Linear_h(e))``, ``s = sigmoid(Linear_g(e))``,
+    the (stretched, clipped, optionally straight-through) concrete mask from the uniform draw
+    ``u``, and ``v = s * m * x``. Returns ``(v, m, pi, location, (gamma, zeta, tau))``."""
+    c, aug = method.config, method.augmenter
+    e = aug.net(x, "all_true")
+    pi = torch.sigmoid(e @ aug.factor_head.weight.t() + aug.factor_head.bias)
+    s = torch.sigmoid(e @ aug.transform_head.weight.t() + aug.transform_head.bias)
+    gz = c.gamma_zeta
+    if c.concrete == "code":  # location pi, eps ~ U(b, 1 - b), gamma = -gz, zeta = 1, tau = 1
+        eps = c.gumbel_bias + (1 - 2 * c.gumbel_bias) * u
+        loc, (gamma, zeta, tau) = pi, (-gz, 1.0, 1.0)
+    else:                     # location logit(pi), eps ~ U(0, 1), zeta = 1 + gz, tau
+        eps = u
+        loc, (gamma, zeta, tau) = torch.log(pi / (1 - pi)), (-gz, 1.0 + gz, c.concrete_tau)
+    m = torch.sigmoid((torch.log(eps) - torch.log(1 - eps) + loc) / tau)
+    m = torch.clamp(m * (zeta - gamma) + gamma, 0.0, 1.0)
+    if c.hard_mask:  # forward 1[m > 0.5], gradient of the soft m
+        m = m + ((m > 0.5).to(m.dtype) - m).detach()
+    return s * m * x, m, pi, loc, (gamma, zeta, tau)
+
+
+def _grads_match(got, ref, params, rtol=1e-8, atol=1e-11):
+    g_got = torch.autograd.grad(got, params, allow_unused=True)
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    for a, b in zip(g_got, g_ref):
+        if a is None or b is None:
+            assert (a is None or not a.any()) and (b is None or not b.any())
+        else:
+            torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+    return g_ref
+
+
+AUG_CODE = dict(reg_weight=0.3, regular_weight=0.2, hard_mask=True)
+AUG_PAPER = dict(reg_weight=0.05, regular_weight=0.2, hard_mask=False, concrete="paper",
+                 concrete_tau=0.7, aug_divergence="full_informative", sparsity="l0",
+                 consistency="paper", mask_shape="time")
+
+
+@pytest.mark.parametrize("options", [AUG_CODE, AUG_PAPER, dict(AUG_CODE, hard_mask=False,
+                                                               mask_shape="time")])
+def test_augmenter_loss_matches_float64_reference_with_gradients(options):
+    """``AutoTCL.augmenter_loss`` against spec 2.2 / 2.4 written out, float64. Code options:
+    ``MMD(max_t TCN(x), max_t TCN(v)) + beta relu(mean_{b,t} sum_c pi - 0.4) + lambda
+    Consistency_code(pi)``; paper options: ``MMD(max_t f(x), max_t f(m * x)) + beta
+    mean_x ||m||_0 (Eq. 9) + lambda L_r(m)`` (Eq. 7). The mask noise and the consistency
+    draws are fixed by seeding identically (drawn in that order: view, then consistency);
+    encoder in eval mode (its CoST backbone has no dropout anyway). Gradients w.r.t. the input,
+    the augmenter's and the encoder's parameters (the latter are frozen only by
+    ``augmenter_step``)."""
+    torch.manual_seed(0)
+    cfg = A.AutoTCLConfig(**SMALL, **options)
+    method = A.AutoTCL(cfg, input_dims=3).double()
+    method.encoder.eval()
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(4, 40, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(99)
+    got = method.augmenter_loss(x)
+
+    torch.manual_seed(99)
+    pi_shape = (4, 40, 1 if cfg.mask_shape == "time" else 3)
+    u = torch.rand(pi_shape, dtype=torch.float64)
+    v, m, pi, loc, (gamma, zeta, tau) = _view_reference(method, x, u)
+    if cfg.aug_divergence == "tcn_view":  # the CNN output before the trend heads
+        zx, zv = method.encoder.tcn(x, "all_true"), method.encoder.tcn(v, "all_true")
+    else:                                 # paper: f(x) vs f(x*) with x* = m * x
+        zx, zv = method.encoder(x, "all_true"), method.encoder(m * x, "all_true")
+    ref = A.mmd_loss(zx.amax(1), zv.amax(1))
+    b, t = pi.shape[:2]
+    if cfg.sparsity == "hinge":
+        reg = torch.relu(pi.sum() / (b * t) - cfg.sparsity_threshold)
+    else:
+        reg = (1 - torch.sigmoid(tau * math.log(-gamma / zeta) - loc)).sum() / b
+    if cfg.consistency == "code":
+        anchors = torch.randint(1, t - 2, (b,))
+        others = torch.randint(1, t - 2, (b,))
+        cons = A.consistency_code(pi, anchors, others)
+    else:
+        cons = A.consistency_paper(m)
+    ref = ref + cfg.reg_weight * reg + cfg.regular_weight * cons
+    assert float(reg.detach()) > 0 and float(cons.detach()) != 0  # every term is active
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    params = [x, *method.augmenter.parameters(), *method.encoder.parameters()]
+    g_ref = dict(zip(["x", *(f"aug.{k}" for k, _ in method.augmenter.named_parameters()),
+                      *(f"enc.{k}" for k, _ in method.encoder.named_parameters())],
+                     _grads_match(got, ref, params)))
+    assert g_ref["aug.factor_head.weight"].abs().sum() > 0
+    # the paper's divergence compares f(x) with f(m * x): g(x) = s gets no gradient from it
+    g_s = g_ref["aug.transform_head.weight"]
+    assert (g_s is not None and bool(g_s.any())) == (cfg.aug_divergence == "tcn_view")
+
+
+@pytest.mark.parametrize("local_loss,view_mask,similarity", [("code", False, "cosine"),
+                                                             ("paper", True, "cosine"),
+                                                             ("code", True, "dot")])
+def test_encoder_loss_with_local_term_matches_float64_reference(local_loss, view_mask,
+                                                                 similarity):
+    """``AutoTCL.encoder_loss`` with ``local_weight != 0`` against spec 2.3 / 2.4 written out:
+    ``L_g + alpha L_l`` with ``L_g`` the InfoNCE of ``max_t f(x)`` against ``max_t f(v)``
+    (anchor x only, temperature 1), ``L_l`` InfoTS's local loss on ``f(x)`` of the first series
+    (code) or on ``f(v)`` of every series (paper), ``v`` a fresh view built without gradient,
+    optionally with the Bernoulli(0.5) latent timestamp mask Delta_v on the view only. The
+    view noise, Delta_v and the segment offset are fixed by seeding identically (drawn in
+    that order). Gradients w.r.t. the input and both networks' parameters (the augmenter must
+    get none)."""
+    torch.manual_seed(0)
+    cfg = A.AutoTCLConfig(**SMALL, local_weight=0.4, local_segments=4, local_loss=local_loss,
+                          view_timestamp_mask=view_mask, global_similarity=similarity)
+    method = A.AutoTCL(cfg, input_dims=3).double()
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(4, 42, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(77)
+    got = method.encoder_loss(x)
+
+    torch.manual_seed(77)
+    b, t = x.shape[:2]
+    with torch.no_grad():
+        u = torch.rand(4, 42, 3, dtype=torch.float64)
+        v = _view_reference(method, x, u)[0]
+    keep_v = (torch.rand(b, t) < 0.5) if view_mask else torch.ones(b, t, dtype=torch.bool)
+    zx = method.encoder(x, torch.ones(b, t, dtype=torch.bool))
+    zv = method.encoder(v, keep_v)
+    px, pv = zx.amax(1), zv.amax(1)
+
+    def sim(a, c):
+        return a @ c if similarity == "dot" else (a @ c) / (a.norm() * c.norm())
+
+    l_g = sum(-torch.log(torch.exp(sim(px[i], pv[i]))
+                         / sum(torch.exp(sim(px[i], pv[j])) for j in range(b)))
+              for i in range(b)) / b
+    k = cfg.local_segments
+    start = int(torch.randint(0, t - (t // k) * k + 1, ()))
+    l_l = _local_reference(zx[:1] if local_loss == "code" else zv, k, start)
+    ref = l_g + cfg.local_weight * l_l
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    params = [x, *method.encoder.parameters(), *method.augmenter.parameters()]
+    g_ref = _grads_match(got, ref, params)
+    assert all(gr is None or not gr.any() for gr in g_ref[1 + len(list(
+        method.encoder.parameters())):])

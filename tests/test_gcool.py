@@ -110,12 +110,20 @@ def test_resc_matches_reference_with_gradients(similarity, gamma):
 
 
 def test_resc_rbf_is_finite_where_the_ratio_underflows():
-    # ||h - c||^2 up to 4 with tau = 0.2: e^{-100} is denormal in fp32 (spec pitfall 6)
-    h = torch.nn.functional.normalize(torch.randn(50, 8), dim=1).requires_grad_()
+    # ||h - c||^2 up to 4 with tau = 0.2: e^{-100} is denormal in fp32 (spec pitfall 6).
+    # Not only finite: the float32 loss and gradient equal the literal float64 ratio.
+    g = torch.Generator().manual_seed(3)
+    h = torch.nn.functional.normalize(torch.randn(50, 8, generator=g), dim=1).requires_grad_()
     c = -h.detach()[:3] * 1.0                                 # far-away centroids
     labels = torch.zeros(50, dtype=torch.long)
     loss = resc_loss(h, c, labels, 0.2, "rbf", 8e-5)
-    assert torch.isfinite(loss) and torch.isfinite(_grad(loss, h)).all()
+    grad = _grad(loss, h)
+    assert loss.dtype == torch.float32
+    assert torch.isfinite(loss) and torch.isfinite(grad).all()
+    h64 = h.detach().double().requires_grad_()
+    ref = resc_reference(h64, c.double(), labels, 0.2, "rbf", 8e-5)  # exp(-100) is normal in fp64
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    torch.testing.assert_close(grad.double(), _grad(ref, h64), rtol=1e-4, atol=1e-4)
 
 
 def test_centroids_mean_and_empty_community_is_zero():
@@ -394,3 +402,95 @@ def test_multiplex_acm_graph():
     assert data.train_20.numel() == 60 and data.num_classes == 3
     with pytest.raises(ValueError, match="relations"):
         multiplex_graph("acm", ["PXP"])
+
+
+# ------------------------------------------------------------------------------------------
+# the composite loss against a float64 reference written out from spec §2 (values, gradients)
+# ------------------------------------------------------------------------------------------
+def _gcool_reference(h, centres, edges, step, cfg):
+    """Spec §2.2-§2.6: node term + a(t) [c(t) DeCA + (1 - c(t)) ReSC], literally."""
+    n, tau, k = h[0].size(0), cfg.temperature, cfg.num_communities
+
+    def node_dir(a, b):  # §2.5: anchors a_i, candidates b_j (inter-view only)
+        return sum(-(a[i] @ b[i]) / tau + torch.log(sum(torch.exp(a[i] @ b[j] / tau)
+                                                        for j in range(n)))
+                   for i in range(n)) / n
+
+    node = node_dir(h[0], h[1])
+    if cfg.node_loss == "symmetric":
+        node = 0.5 * (node + node_dir(h[1], h[0]))
+    c_t = math.exp(-step / cfg.stride)
+    a_t = (max(0.0, 1.0 - step / (cfg.gate_rate * cfg.stride))
+           if cfg.variant == "official_code" else 1.0)
+    phi = centres / centres.norm(dim=1, keepdim=True)
+    r = []
+    for hv in h:
+        src = hv.detach() if cfg.variant == "official_code" else hv  # sg(h) in the code
+        rows = []
+        for i in range(n):
+            if cfg.similarity == "cosine":
+                e = [torch.exp(src[i] @ phi[l] / tau) for l in range(k)]
+            else:
+                e = [torch.exp(-((src[i] - phi[l]) ** 2).sum() / tau ** 2) for l in range(k)]
+            rows.append(torch.stack([x / sum(e) for x in e]))
+        r.append(torch.stack(rows))
+    deca = 0.5 * (deca_reference(r[0], edges[0], cfg.deca_lambda)
+                  + deca_reference(r[1], edges[1], cfg.deca_lambda))
+    labels = [rv.detach().argmax(1) for rv in r]
+    cents = []
+    for hv, lab in zip(h, labels):
+        rows = []
+        for l in range(k):
+            members = [hv[i].detach() for i in range(n) if int(lab[i]) == l]
+            rows.append(sum(members) / len(members) if members
+                        else torch.zeros(hv.size(1), dtype=hv.dtype))
+        cents.append(torch.stack(rows))
+    resc = 0.5 * (resc_reference(h[0], cents[1], labels[1], tau, cfg.similarity, cfg.rbf_gamma)
+                  + resc_reference(h[1], cents[0], labels[0], tau, cfg.similarity,
+                                   cfg.rbf_gamma))
+    return node + a_t * (c_t * deca + (1 - c_t) * resc)
+
+
+@pytest.mark.parametrize("similarity,variant,node,step", [
+    ("cosine", "official_code", "one_way", 7), ("rbf", "official_code", "symmetric", 3),
+    ("cosine", "paper", "symmetric", 40), ("rbf", "paper", "one_way", 12),
+    ("cosine", "official_code", "one_way", 25)])  # 25 >= r eta = 20: community terms gated off
+def test_gcool_loss_matches_float64_reference_with_gradients(similarity, variant, node, step):
+    """``GCooL.loss`` on two fixed views (directed edge lists with duplicates) in float64
+    against ``_gcool_reference``: node term, schedule weights, the stop-gradient of the
+    assignment (official variant), DeCA's mean over the views, ReSC's pairing (view-1
+    anchors vs view-2 centroids and labels and back), detached centroids. Gradients w.r.t.
+    the projections' pre-normalisation leaves and the community centres Φ."""
+    from types import SimpleNamespace
+    n, d = 12, 8
+    cfg = _small_config(stride=100, gate_rate=0.2, similarity=similarity, variant=variant,
+                        node_loss=node, temperature=0.5, rbf_gamma=0.7, deca_lambda=0.6,
+                        num_communities=3)
+    torch.manual_seed(0)
+    m = GCooL(cfg, 5).double()
+    g = torch.Generator().manual_seed(11)
+    raw = [torch.randn(n, d, generator=g, dtype=D, requires_grad=True) for _ in range(2)]
+    with torch.no_grad():  # centres near some projections: assignments are not uniform
+        m.centres.copy_(torch.randn(3, d, generator=g, dtype=D))
+    edges = []
+    for _ in range(2):
+        e = torch.randint(0, n, (2, 30), generator=g)
+        edges.append(torch.cat([e[:, e[0] != e[1]], e[:, :4]], 1))  # directed, duplicates
+    m.current_views = [SimpleNamespace(edge_index=e, num_nodes=n) for e in edges]
+    m.step.fill_(step)
+    h = [torch.nn.functional.normalize(x, dim=1) for x in raw]
+    got = m.loss(h, None)
+    assert int(m.step) == step + 1
+    ref = _gcool_reference(h, m.centres, edges, step, cfg)
+    assert got.dtype == D
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    params = [*raw, m.centres]
+    g_got = torch.autograd.grad(got, params, allow_unused=True, retain_graph=True)
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    for a, b in zip(g_got, g_ref):
+        if a is None or b is None:  # a term that is absent / weighted 0: no gradient at all
+            assert (a is None or not a.any()) and (b is None or not b.any())
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    gated_off = variant == "official_code" and step >= cfg.gate_rate * cfg.stride
+    assert bool(g_ref[2].any()) != gated_off  # Φ learns from DeCA unless the gate is off

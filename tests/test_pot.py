@@ -516,3 +516,136 @@ def test_pot_bce_matches_literal_reference_with_gradients():
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(torch.autograd.grad(out, s)[0], torch.autograd.grad(ref, s)[0],
                                rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# the composite objective against a float64 reference (values and gradients)
+# ---------------------------------------------------------------------------------------------
+def _literal_budget(clean, n, p):
+    """Spec pot.md §3.1 step 2, GRACE-style: ``q_i = min(max(d_i - 1, 0), round(p d_i))``."""
+    a = torch.zeros(n, n, dtype=torch.float64)
+    a[clean[0], clean[1]] = 1.0
+    d = a.sum(1)
+    return torch.minimum((d - 1).clamp_min(0), torch.round(p * d)).long()
+
+
+def _literal_w(z_other):
+    """``w_i = ẑ'_i - (1/(n-1)) Σ_{j≠i} ẑ'_j`` (spec pot.md §2), one row at a time."""
+    zh = torch.nn.functional.normalize(z_other, dim=1)
+    return torch.stack([zh[i] - torch.cat([zh[:i], zh[i + 1:]]).mean(0)
+                        for i in range(zh.size(0))])
+
+
+def _literal_bce(s):
+    """``(1/n) Σ_i log(1 + e^{-s_i})``."""
+    return sum(torch.log1p(torch.exp(-s[i])) for i in range(s.numel())) / s.numel()
+
+
+def _pot_reference(enc, x, clean, views, z, nodes, ps, bound, exact):
+    """``½ (L¹ + L²)``: view v scored with its own budget (drop rate ``ps[v]``), its own sampled
+    edges and ``w`` from the OTHER view's encoder outputs on ``S``."""
+    n = x.size(0)
+    S = torch.arange(n) if nodes is None else nodes
+    per_view = []
+    for v in (0, 1):
+        q = _literal_budget(clean, n, ps[v])
+        if bound == "official":
+            s = _reference_score(enc, x, clean, q, views[v].edge_index, z[1 - v][S], nodes, exact)
+        else:
+            s = _reference_certified(enc, x, clean, q, _literal_w(z[1 - v][S]))
+        per_view.append(_literal_bce(s))
+    return (per_view[0] + per_view[1]) / 2
+
+
+@pytest.mark.parametrize("act,subset,bound,exact", [
+    ("relu", False, "official", False), ("prelu", False, "official", False),
+    ("prelu", True, "official", True), ("relu", True, "official", False),
+    ("relu", False, "certified", False), ("prelu", False, "certified", False)])
+def test_plugin_loss_matches_float64_reference_with_gradients(act, subset, bound, exact):
+    """``POTPlugin.loss`` against spec pot.md §2 written out from the dense float64 score
+    references: ``½ (L_POT¹ + L_POT²)``, ``L_POT^v = (1/n) Σ_{i∈S} log(1 + e^{-s^v_i})`` with
+    ``s^v`` from view v's budget, view v's sampled edges and w from the other view's ``z[S]``.
+    Gradients w.r.t. the clean features, both views' encoder outputs and every encoder
+    parameter (the PReLU slope gets gradient only through the clean hidden layer H)."""
+    from types import SimpleNamespace
+    n, f, h = 24, 7, 5
+    clean = _graph(n, seed=3)
+    enc = _encoder(f, h, act, seed=2)
+    g = torch.Generator().manual_seed(21)
+    x = torch.rand(n, f, generator=g, dtype=torch.float64, requires_grad=True)
+    z = [torch.randn(n, h, generator=g, dtype=torch.float64, requires_grad=True)
+         for _ in range(2)]
+    nodes = torch.randperm(n, generator=g)[:15] if subset else None
+    ps = (0.3, 0.6)  # different budgets per view: swapping the views' bounds would show
+    cfg = GRACEConfig(pot=True, drop_edge_p1=ps[0], drop_edge_p2=ps[1], pot_bound=bound,
+                      pot_exact_chord=exact)
+    views = [SimpleNamespace(edge_index=_aug(clean, ps[v], 10 + v)) for v in (0, 1)]
+    data = SimpleNamespace(x=x, edge_index=clean)
+    got = POTPlugin(cfg).loss(enc, data, views, z, nodes)
+    ref = _pot_reference(enc, x, clean, views, z, nodes, ps, bound, exact)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    params = [x, *z, *enc.parameters()]
+    g_got = torch.autograd.grad(got, params, allow_unused=True)
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    for a, b in zip(g_got, g_ref):
+        if b is None:
+            assert a is None or not a.any()
+        else:
+            assert a is not None
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+    assert any(gr is not None and gr.abs().sum() > 0 for gr in g_ref[3:])  # reaches the encoder
+
+
+@pytest.mark.parametrize("kappa", [0.3, 1.0])
+def test_grace_pot_training_step_matches_float64_reference_with_gradients(kappa):
+    """``GRACE.training_step`` with POT against spec pot.md §2/§3.2 written out:
+    ``(1 - κ) J + κ ½ (L_POT¹ + L_POT²)`` with GRACE's J (spec grace_gca.md §2: cosine critic
+    on the projections, intra- and inter-view negatives, ``1/(2N) Σ_i [ℓ(u_i, w_i) +
+    ℓ(w_i, u_i)]``) on all nodes. The views are fixed (``views`` patched to return two given
+    edge-dropped graphs with the clean features); gradients w.r.t. every model parameter."""
+    from torch_geometric.data import Data
+    n, f = 20, 6
+    clean = _graph(n, 40, seed=5)
+    g = torch.Generator().manual_seed(6)
+    x = torch.rand(n, f, generator=g, dtype=torch.float64)
+    ps = (0.3, 0.5)
+    cfg = GRACEConfig(hidden_channels=5, projection_channels=4, activation="prelu",
+                      temperature=0.6, drop_edge_p1=ps[0], drop_edge_p2=ps[1],
+                      drop_feature_p1=0.0, drop_feature_p2=0.0, pot=True, pot_kappa=kappa)
+    torch.manual_seed(7)
+    m = GRACE(cfg, f).double()
+    with torch.no_grad():
+        for conv in m.encoder.convs:
+            conv.bias.normal_(0, 0.3)
+    data = Data(x=x, edge_index=clean)
+    views = [Data(x=x, edge_index=_aug(clean, ps[v], 30 + v)) for v in (0, 1)]
+    m.views = lambda batch: views
+    got = m.training_step(data)
+
+    enc = m.encoder
+    z = [enc(v.x, v.edge_index) for v in views]
+    u, w = (m.head(zi) for zi in z)
+    tau = cfg.temperature
+
+    def theta(a, b):
+        return (a @ b) / (a.norm() * b.norm())
+
+    def ell(a, b, i):  # anchor a_i, positive b_i; negatives b_k and a_k, k != i
+        pos = torch.exp(theta(a[i], b[i]) / tau)
+        neg = sum(torch.exp(theta(a[i], b[k]) / tau) + torch.exp(theta(a[i], a[k]) / tau)
+                  for k in range(n) if k != i)
+        return -torch.log(pos / (pos + neg))
+
+    J = sum(ell(u, w, i) + ell(w, u, i) for i in range(n)) / (2 * n)
+    pot = _pot_reference(enc, x, clean, views, z, None, ps, "official", False)
+    ref = (1 - kappa) * J + kappa * pot
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    params = list(m.parameters())
+    g_got = torch.autograd.grad(got, params, allow_unused=True)
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    for a, b in zip(g_got, g_ref):
+        if b is None:
+            assert a is None or not a.any()
+        else:
+            assert a is not None
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)

@@ -473,3 +473,100 @@ def test_mclrec_cl2_and_regulariser_match_slow_reference_with_gradients():
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
     assert float(reg.detach()) > 0  # the regulariser is active on this input
+
+
+# ---------------------------------------------------------------------------- MCLRec stage losses
+def _slow_nt_xent(x1, x2, tau):
+    """CL4SRec's ``L_cl1``: NT-Xent over ``[x1; x2]``, dot product / tau, self excluded."""
+    B = x1.size(0)
+    X = torch.cat([x1, x2])
+    total = 0.0
+    for a in range(2 * B):
+        den = sum(torch.exp(X[a] @ X[b] / tau) for b in range(2 * B) if b != a)
+        total = total - torch.log(torch.exp(X[a] @ X[(a + B) % (2 * B)] / tau) / den)
+    return total / (2 * B)
+
+
+def _mclrec_for_reference(cl_weight, beta):
+    """A tiny float64 MCLRec with dropout 0 (train mode is then deterministic) and an item
+    table scaled up from the N(0, 0.02) init so that the logits are not all ~0."""
+    torch.manual_seed(0)
+    cfg = MCLRecConfig(hidden_size=8, num_heads=2, inner_size=16, augmenter_sizes=(8, 6, 4, 8),
+                       hidden_dropout=0.0, attn_dropout=0.0, cl_weight=cl_weight, beta=beta,
+                       reg_weight=0.3, augmenter_reg_weight=0.25, temperature=0.7,
+                       similarity="dot")
+    m = MCLRec(cfg, num_items=30).double()
+    with torch.no_grad():
+        m.encoder.item_embedding.weight.mul_(20.0)
+    return m, cfg
+
+
+def _cl2_and_r_reference(m, h1, h2):
+    z1, z2 = _slow_augmenter(m.augmenter1, h1), _slow_augmenter(m.augmenter2, h2)
+    pairs = ((z1, z2), (h1, z2), (h2, z1))
+    return (sum(_slow_nt_xent_dot(a, b) for a, b in pairs),
+            sum(_slow_regularizer(a, b) for a, b in pairs))
+
+
+def _grads_agree(got, ref, params):
+    g_got = torch.autograd.grad(got, params, allow_unused=True)
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    for a, b in zip(g_got, g_ref):
+        if a is None or b is None:
+            assert (a is None or not a.any()) and (b is None or not b.any())
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+    return g_ref
+
+
+@pytest.mark.parametrize("cl_weight,beta", [(0.3, 0.4), (0.0, 0.05), (0.2, 0.0)])
+def test_mclrec_encoder_loss_matches_float64_reference_with_gradients(cl_weight, beta):
+    """``MCLRec.encoder_loss`` against spec §2.1-§2.4 (encoder stage, code form) written out:
+    ``L0 = L_rec + lambda L_con^tau(h1, h2) + beta (L_cl2 + 0.1' R)`` with ``L_rec`` the full
+    softmax over the item rows ``0..|I|`` at the un-augmented history, ``h1, h2`` the two
+    augmented sequences, ``L_cl2`` / ``R`` over ``(z1, z2), (h1, z2), (h2, z1)``. Dropout 0 so
+    the three encoder passes are deterministic. Gradients w.r.t. every encoder parameter and
+    both augmenters (they do receive gradient from ``L0``; ``encoder_step`` freezes them)."""
+    m, cfg = _mclrec_for_reference(cl_weight, beta)
+    batch = _mclrec_batch(m, B=6, seed=3)
+    got = m.encoder_loss(batch)
+
+    enc = m.encoder
+    h = enc(batch["seq"], batch["len"])
+    h1 = enc(batch["aug1"], batch["aug1_len"])
+    h2 = enc(batch["aug2"], batch["aug2_len"])
+    E = enc.item_embedding.weight[: enc.num_items + 1]  # padding row 0 .. |I|, not [mask]
+    B = h.size(0)
+    rec = sum(-torch.log(torch.exp(h[b] @ E[int(batch["target"][b])])
+                         / sum(torch.exp(h[b] @ E[i]) for i in range(E.size(0))))
+              for b in range(B)) / B
+    cl2, reg = _cl2_and_r_reference(m, h1, h2)
+    ref = (rec + cl_weight * _slow_nt_xent(h1, h2, cfg.temperature)
+           + beta * (cl2 + cfg.reg_weight * reg))
+    assert float(reg.detach()) > 0
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    n_enc = len(m.encoder_parameters())
+    g_ref = _grads_agree(got, ref, [*m.encoder_parameters(), *m.augmenter_parameters()])
+    assert all((g is not None and bool(g.any())) == (beta > 0) for g in g_ref[n_enc:])
+
+
+@pytest.mark.parametrize("cl_weight,beta", [(0.3, 0.4), (0.0, 0.05)])
+def test_mclrec_augmenter_loss_matches_float64_reference_with_gradients(cl_weight, beta):
+    """``MCLRec.augmenter_loss`` against spec §2.4 (augmenter stage): ``L1 = L_cl2 + gamma' R``
+    with ``gamma' = augmenter_reg_weight`` (0.1 in the code, independent of beta) on ``h1, h2``
+    re-encoded without encoder gradient. Gradients: both augmenters as the reference, the
+    encoder none. (The code's augmenter loss also adds ``lambda L_cl1``, a constant for the
+    augmenters: same gradients, its value differs by that constant when lambda > 0.)"""
+    m, cfg = _mclrec_for_reference(cl_weight, beta)
+    batch = _mclrec_batch(m, B=6, seed=4)
+    got = m.augmenter_loss(batch)
+    with torch.no_grad():
+        h1 = m.encoder(batch["aug1"], batch["aug1_len"])
+        h2 = m.encoder(batch["aug2"], batch["aug2_len"])
+    cl2, reg = _cl2_and_r_reference(m, h1, h2)
+    ref = cl2 + cfg.augmenter_reg_weight * reg
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    g_ref = _grads_agree(got, ref, [*m.augmenter_parameters(), *m.encoder_parameters()])
+    n_aug = len(m.augmenter_parameters())
+    assert all(g is not None and bool(g.any()) for g in g_ref[:n_aug])
+    assert all(g is None for g in g_ref[n_aug:])
