@@ -1,5 +1,8 @@
 """Shared test helpers: where the real data is, and skipping when a dataset is absent.
 
+With ``CONTRASTKIT_REQUIRE_DATA=1`` (set by CI, which has ``../shared/data``) a test that would
+skip for missing data fails instead, so a misplaced data root cannot turn the run green.
+
 The PyG cache (``CONTRASTKIT_CACHE``) is pointed at a temporary folder for the test session
 when it is not set, so tests never write into ``~/.cache`` of a CI machine.
 """
@@ -18,6 +21,7 @@ import pytest
 
 _CACHE_ENV = "CONTRASTKIT_CACHE"
 _DATA_ENV = "CONTRASTKIT_DATA"
+_REQUIRE_ENV = "CONTRASTKIT_REQUIRE_DATA"
 _session_cache: str | None = None
 
 
@@ -57,6 +61,14 @@ def load_benchmark(name: str) -> ModuleType:
     return module
 
 
+def skip_without_data(reason: str) -> None:
+    """Skip the calling test because its data is absent, or fail under
+    ``CONTRASTKIT_REQUIRE_DATA=1``."""
+    if os.environ.get(_REQUIRE_ENV, "").strip() not in ("", "0"):
+        pytest.fail(f"{reason} ({_REQUIRE_ENV} is set: missing data fails the run)")
+    pytest.skip(reason)
+
+
 def shared_data_root() -> Path | None:
     """Return the shared data root, or ``None`` when it is not there.
 
@@ -83,14 +95,14 @@ def require_dataset(name: str) -> Path:
     """
     root = shared_data_root()
     if root is None:
-        pytest.skip(f"dataset {name!r}: no shared data root (set {_DATA_ENV} or provide "
+        skip_without_data(f"dataset {name!r}: no shared data root (set {_DATA_ENV} or provide "
                     f"{Path(__file__).parents[1].parent / 'shared' / 'data'})")
     from contrastkit.datasets import available, canonical_name
 
     cid = canonical_name(name)
     status = next(s for s in available(root) if s.id == cid)
     if status.status != "found":
-        pytest.skip(f"dataset {cid!r} is {status.status} under {root}")
+        skip_without_data(f"dataset {cid!r} is {status.status} under {root}")
     return root
 
 
@@ -99,7 +111,7 @@ def shared_root() -> Path:
     """The shared data root; skips the test when there is none."""
     root = shared_data_root()
     if root is None:
-        pytest.skip(f"no shared data root (set {_DATA_ENV})")
+        skip_without_data(f"no shared data root (set {_DATA_ENV})")
     return root
 
 
@@ -109,7 +121,7 @@ def cora_pyg(tmp_path_factory):
     root = shared_data_root()
     raw = None if root is None else root / "graph" / "planetoid" / "Cora" / "raw"
     if raw is None or not raw.is_dir():
-        pytest.skip(f"Cora raw files not found (looked for {raw}; set {_DATA_ENV})")
+        skip_without_data(f"Cora raw files not found (looked for {raw}; set {_DATA_ENV})")
     from torch_geometric.datasets import Planetoid
 
     copy_root = tmp_path_factory.mktemp("planetoid")

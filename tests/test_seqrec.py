@@ -14,7 +14,7 @@ from contrastkit.seqcl.augment_seq import TwoViewAugment, crop, mask, reorder
 from contrastkit.seqcl.mclrec import MCLRec, MCLRecConfig, margin_regularizer
 from contrastkit.seqcl.sasrec import (CL4SRec, CL4SRecConfig, SASRec, SASRecConfig,
                                       SASRecEncoder, fit_seqrec)
-from tests.conftest import require_dataset
+from conftest import require_dataset
 
 
 def _batch(B=64, L=12, num_items=40, seed=0):

@@ -8,7 +8,7 @@ import torch
 from contrastkit import datasets
 from contrastkit.datasets.sequence import (PrefixBatches, from_sequences, leave_one_out,
                                            read_interactions_csv, read_sequence_file)
-from tests.conftest import require_dataset
+from conftest import require_dataset
 
 
 def test_leave_one_out_prefixes_and_eval_inputs():

@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from conftest import require_dataset
+from conftest import require_dataset, skip_without_data
 from contrastkit import datasets
 from contrastkit.datasets import timeseries as ts
 
@@ -124,7 +124,7 @@ def _archive(name: str):
     try:
         datasets.get_spec(name)
     except ValueError:
-        pytest.skip(f"{name} is not registered (no UCR/UEA folder under the data root)")
+        skip_without_data(f"{name} is not registered (no UCR/UEA folder under the data root)")
     return require_dataset(name)
 
 

@@ -262,7 +262,8 @@ def test_idx_reader_and_root_argument(tmp_path):
 
 def _require_fashion():
     if find_fashion_mnist() is None:
-        pytest.skip("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
+        from conftest import skip_without_data
+        skip_without_data("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
     from contrastkit.datasets import load
     return load("fashion-mnist")
 
