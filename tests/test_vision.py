@@ -430,18 +430,21 @@ def test_cli_train_simclr_dcl(tmp_path):
 # ---------------------------------------------------------------------------------------------
 #: kNN top-1 gain (points) the trained encoder must show over its own random initialisation
 LEARNING_MARGIN = 0.05
+#: kNN top-1 every trained frame must reach (the random initialisation scores 0.581)
+LEARNING_FLOOR = 0.62
 
 
 @pytest.mark.usefixtures("restore_global_state")
-@pytest.mark.parametrize("frame", ["simclr_dcl", "moco"])
+@pytest.mark.parametrize("frame", ["simclr_infonce", "simclr_dcl", "moco"])
 def test_learning_beats_random_init_on_fashion_mnist(frame):
-    """SimCLR + DCL, or MoCo-v2 (queue of 1,024 keys, m = 0.99), small CNN, 4,096 training images,
-    2 epochs (32 steps), one CPU thread.
+    """SimCLR (InfoNCE, its default loss, or DCL), or MoCo-v2 (queue of 1,024 keys, m = 0.99),
+    small CNN, 4,096 training images, 2 epochs (32 steps), one CPU thread.
 
     kNN (k = 200, t = 0.1) with a 5,000-image bank from the training split and a 2,000-image
     test subset; the trained encoder must beat the same network at initialisation by
-    ``LEARNING_MARGIN``. Measured: SimCLR + DCL 0.5810 at initialisation -> 0.6675 after 2 epochs
-    (+8.7); MoCo 0.5810 -> 0.6490 (+6.8).
+    ``LEARNING_MARGIN`` and reach ``LEARNING_FLOOR``. Measured: SimCLR + InfoNCE 0.5810 at
+    initialisation -> 0.6585 after 2 epochs (+7.8); SimCLR + DCL 0.5810 -> 0.6675 (+8.7); MoCo
+    0.5810 -> 0.6490 (+6.8).
     """
     d = _require_fashion()
     from contrastkit.core.trainer import Trainer
@@ -461,7 +464,7 @@ def test_learning_beats_random_init_on_fashion_mnist(frame):
         m = MoCo(MoCoConfig(queue_size=1024, **common), 1, 28, d.mean, d.std,
                  backbone="small_cnn")
     else:
-        m = SimCLR(SimCLRConfig(loss="dcl", **common), 1, 28, d.mean, d.std,
+        m = SimCLR(SimCLRConfig(loss=frame.split("_")[1], **common), 1, 28, d.mean, d.std,
                    backbone="small_cnn")
     m.eval()
     with torch.no_grad():
@@ -473,7 +476,7 @@ def test_learning_beats_random_init_on_fashion_mnist(frame):
         after = monitor(m)["knn_top1"]
     elapsed = time.perf_counter() - t0
     print(f"{frame} kNN top-1: random init {before:.4f} -> trained {after:.4f} ({elapsed:.0f} s)")
-    assert after >= before + LEARNING_MARGIN, (before, after)
+    assert after >= before + LEARNING_MARGIN and after >= LEARNING_FLOOR, (before, after)
 
 
 # ---------------------------------------------------------------------------------------------
