@@ -273,7 +273,7 @@ def test_methods_are_registered_with_presets():
 def test_learns_on_dblp(adaptive):
     """Floor for MEOW and AdaMEOW: 40 steps of the DBLP presets (512 loss anchors, one k-means
     restart; AdaMEOW at lr 1e-3 instead of its 1,500-step 1e-4) lower the loss and lift
-    macro-F1@20 (HeCo probe, 5 inits) over the untrained encoder of the same seed by >= 1.2
+    macro-F1@20 (HeCo probe, 5 inits) over the untrained encoder of the same seed by >= 1.8
     points and to >= 0.90 (measured MEOW 0.888 -> 0.913, AdaMEOW 0.889 -> 0.921; about 70 / 95 s
     on one core)."""
     require_dataset("dblp-hetero")
@@ -292,7 +292,7 @@ def test_learns_on_dblp(adaptive):
     method, trainer = fit(cfg, data, adaptive=adaptive, inputs=inputs)
     after = evaluate_embeddings(cfg, method.embed(), data)["macro_f1@20"]
     assert method.best_loss < trainer.history[0]["loss"]
-    assert after >= 0.90 and after >= before + 0.012, (before, after)
+    assert after >= 0.90 and after >= before + 0.018, (before, after)
 
 
 @pytest.mark.slow
