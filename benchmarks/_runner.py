@@ -1,5 +1,6 @@
-"""Shared by the benchmark scripts: one ``contrastkit train`` run in its own subprocess, and
-appending a result row to a JSON list that several invocations may write at once."""
+"""Shared by the benchmark scripts: one ``contrastkit train`` run in its own subprocess,
+appending a result row to a JSON list that several invocations may write at once, and pasting
+a generated table into the README between ``<!-- NAME -->`` / ``<!-- end NAME -->`` markers."""
 
 from __future__ import annotations
 
@@ -72,3 +73,17 @@ def append_result(path: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
         tmp.write_text(json.dumps(rows, indent=1))
         os.replace(tmp, path)
     return rows
+
+
+def paste_between_markers(path: Path, name: str, body: str) -> None:
+    """Replace the text between ``<!-- name -->`` and ``<!-- end name -->`` in ``path`` with
+    ``body`` (markers kept); ``ValueError`` when the pair is not there exactly once."""
+    text = path.read_text()
+    start, end = f"<!-- {name} -->\n", f"<!-- end {name} -->"
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"{path}: expected one '{start.strip()}' ... '{end}' pair")
+    head, rest = text.split(start)
+    tail = rest.split(end)[1]
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(head + start + body.rstrip("\n") + "\n" + end + tail)
+    os.replace(tmp, path)

@@ -14,6 +14,7 @@ Examples::
     # fewer epochs (recorded with the result), e.g. on a CPU for the larger graphs
     python benchmarks/graph_clustering.py --runs pamc:computers --seeds 0 1 2 --set epochs=50
     python benchmarks/graph_clustering.py --table-only
+    python benchmarks/graph_clustering.py --table-only --readme README.md   # paste both tables
 
 A run key is ``METHOD:DATASET``; ``--set KEY=VALUE`` adds overrides to every run (for ``grace``
 runs, ``--grace-set`` instead).
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _runner import append_result, train_in_subprocess
+from _runner import append_result, paste_between_markers, train_in_subprocess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "graph_clustering"
@@ -134,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--timeout", type=float, default=7200)
     p.add_argument("--table-only", action="store_true")
+    p.add_argument("--readme", type=Path, default=None,
+                   help="also paste the two tables into this file between its "
+                        "'<!-- graph_clustering table/paired -->' markers")
     args = p.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{NAME}.json"
@@ -152,8 +156,12 @@ def main(argv: list[str] | None = None) -> int:
                 shown = {k: round(v, 2) for k, v in m.items() if isinstance(v, float)}
                 print(f"{method} {dataset} seed {seed}: {m.get('error') or shown}", flush=True)
                 results = append_result(path, row)
-    md = table(results) + "\nPaired by seed, PamC minus SCGC\\* (points):\n\n" + paired_table(results)
+    main_table, paired = table(results), paired_table(results)
+    md = main_table + "\nPaired by seed, PamC minus SCGC\\* (points):\n\n" + paired
     (RESULTS / f"{NAME}.md").write_text(md)
+    if args.readme is not None:
+        paste_between_markers(args.readme, f"{NAME} table", main_table)
+        paste_between_markers(args.readme, f"{NAME} paired", paired)
     print(md)
     return 0
 

@@ -32,3 +32,16 @@ def test_paired_table_pairs_by_seed_and_overrides():
     assert full.endswith("| +6.0 / -5.0 / +5.0 |")  # below GRACE on NMI: not "above"
     short = next(line for line in lines if "epochs=50" in line)
     assert "| 1 | -2.0 ± 0.0 |" in short and "| no |" in short
+
+
+def test_readme_paste_replaces_only_between_its_markers(tmp_path):
+    import pytest
+    load_benchmark("graph_clustering")  # puts benchmarks/ on sys.path
+    from _runner import paste_between_markers
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- t -->\nold\nrows\n<!-- end t -->\nafter <!-- u -->\n")
+    paste_between_markers(readme, "t", "| new |\n")
+    assert readme.read_text() == "intro\n<!-- t -->\n| new |\n<!-- end t -->\nafter <!-- u -->\n"
+    with pytest.raises(ValueError, match="one '<!-- u -->'"):
+        paste_between_markers(readme, "u", "x")
+    assert "| new |" in readme.read_text()  # a failed paste leaves the file as it was
