@@ -394,15 +394,23 @@ def _heldout_global(method: A.AutoTCL, x: torch.Tensor) -> float:
 
 
 def test_learning_etth1_univariate():
-    """Small AutoTCL (CoST-style backbone) on ETTh1 univariate, 30 steps (~30 s with encoding).
+    """Small AutoTCL (CoST-style backbone) on ETTh1 univariate, 30 steps (~25 s on one free core:
+    ~5 s training, ~10 s encoding for each of the trained and the untrained encoder).
 
     Floors: (1) the global contrastive loss between x and its learned view on held-out
     *validation* sections falls by 5 % against the untrained encoder of the same seed (given the
     trained augmenter; measured 3.14 vs 3.52, chance log 36 = 3.58); (2) ridge on the causal
-    representations: mean test MSE over H = 168, 720 below 0.17 (measured 0.136; the untrained
-    encoder of the same seed scores 0.24). Not a floor: the last-value forecaster (H = 168: 0.087,
-    H = 720: 0.129), which this small model does not beat (0.10, 0.17); the official
-    configuration does (slow test below).
+    representations, mean test MSE over H = 168, 720, scored in the test for the untrained
+    encoder of the same seed (the initialisation ``fit`` starts from) and for the trained one:
+    measured 0.238 -> 0.136 (ratio 0.57); required below 0.8 x untrained and below 0.15 (which the
+    untrained encoder fails; 1 or 2 threads give the same 0.136). Other seeds, for scale (trained
+    vs untrained): 0.124 vs 0.142, 0.144 vs 0.191, 0.183 vs 0.205, 0.131 vs 0.198, 0.150 vs
+    0.189, 0.129 vs 0.148 (seeds 1-6): seed 0's random encoder is the worst of these, so its
+    margin is the widest; seeds whose random encoder is already good (1, 6) do not clear
+    0.8 x untrained, even with 90 steps (which narrow the trained spread: seeds 0 / 1 / 3 / 6
+    reach 0.136 / 0.120 / 0.138 / 0.127). Not a floor: the
+    last-value forecaster (H = 168: 0.087, H = 720: 0.129, mean 0.108), which this small model
+    does not beat; the official configuration does (slow test below).
     """
     root = require_dataset("etth1")
     from contrastkit.datasets.timeseries import load_forecast
@@ -413,14 +421,18 @@ def test_learning_etth1_univariate():
     method, trainer = A.fit(cfg, d.train_data, seed=0)
     assert trainer.stats["steps"] == 30
     torch.manual_seed(0)
-    fresh = A.AutoTCL(cfg, d.data.shape[-1])
-    fresh.augmenter.load_state_dict(method.augmenter.state_dict())
+    fresh = A.AutoTCL(cfg, d.data.shape[-1])  # the initialisation fit() starts from (same seed)
+    fresh.augmenter.load_state_dict(method.augmenter.state_dict())  # the encoder stays untrained
     val = torch.from_numpy(np.nan_to_num(T.prepare_train_data(d.data[:, d.valid_slice], 80)))
     trained, untrained = _heldout_global(method, val), _heldout_global(fresh, val)
     assert trained < 0.95 * untrained, (trained, untrained)
-    r = T.encode_causal(method.causal_encoder(), d.data[:, :d.test_slice.stop], 200, 1024)
-    m = T.eval_forecasting(None, d, (168, 720), padding=200, reprs=r)
-    assert m["mse"] < 0.17, m
+    x = d.data[:, :d.test_slice.stop]
+    m = T.eval_forecasting(None, d, (168, 720), padding=200,
+                           reprs=T.encode_causal(method.causal_encoder(), x, 200, 1024))
+    m0 = T.eval_forecasting(None, d, (168, 720), padding=200,
+                            reprs=T.encode_causal(fresh.causal_encoder(), x, 200, 1024))
+    assert m0["mse"] > 0.15, m0  # the absolute floor below is one the untrained encoder fails
+    assert m["mse"] < 0.15 and m["mse"] < 0.8 * m0["mse"], (m, m0)
 
 
 @pytest.mark.slow

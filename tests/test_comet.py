@@ -280,11 +280,20 @@ def test_registry_entry():
 def test_comet_learns_on_adfsu(restore_global_state):
     """Two epochs of pre-training on a sixth of the fold-0 training patients lower every level's
     loss on a fixed batch of the *held-out* patients (measured: patient 7.48 -> 4.24, trial 43 %
-    lower, sample 8.45 -> 6.49, observation 4.97 -> 4.33; floors 25 / 25 / 15 / 3 %), and the
-    frozen representation separates AD from healthy windows of the held-out patients better than
-    the untrained encoder of the same seed (linear eval macro-F1 0.756 vs 0.720, required at
-    least 0.02 better; AUROC 0.882 vs 0.871, required better; the absolute floors 0.6 / 0.8 only
-    guard the data path and labels). About 30 s on one idle core."""
+    lower, sample 8.45 -> 6.49, observation 4.97 -> 4.33; floors 25 / 25 / 15 / 3 %). That is the
+    learning asserted here.
+
+    Linear evaluation of the frozen representation (AD vs healthy windows of the held-out
+    patients) is only a protocol check (absolute floors AUROC 0.8, macro-F1 0.6, which the
+    untrained encoder passes too): COMET's pre-training does not reliably beat the untrained
+    encoder of the same seed on this probe, so no margin over it is asserted. Measured (trained
+    vs untrained, AUROC / macro-F1): seed 0 0.882 vs 0.871 / 0.756 vs 0.720, seed 1 0.869 vs
+    0.944 / 0.708 vs 0.801, seed 2 0.930 vs 0.908 / 0.790 vs 0.760; with 4 epochs seeds 1 / 2
+    are still below (0.883 vs 0.944, 0.869 vs 0.908); with 5-fold patient CV on the 76 patients
+    not pre-trained on, 0.949 vs 0.948, 0.960 vs 0.971, 0.966 vs 0.971. At the benchmark's full
+    budget (`benchmarks/results/medical.json`, 5 folds x seeds 0 / 1) COMET's linear AUROC is
+    0.939 and the untrained encoder's on the same folds and seeds 0.956. About 12 s on a shared
+    core."""
     from contrastkit.datasets import load
     from contrastkit.seqcl.comet import linear_eval, pretrain
     require_dataset("adfsu")
@@ -311,11 +320,9 @@ def test_comet_learns_on_adfsu(restore_global_state):
     losses = [h["loss"] for h in trainer.history]
     assert losses[-1] < losses[0], losses
     metrics = linear_eval(method.downstream_encoder(), train, test)
+    # protocol guards (data path, labels, probe), not learning: the untrained encoder passes too
     assert metrics["auroc"] > 0.80, metrics
     assert metrics["macro_f1"] > 0.60, metrics
-    untrained = linear_eval(fresh.downstream_encoder(), train, test)
-    assert metrics["macro_f1"] > untrained["macro_f1"] + 0.02, (metrics, untrained)
-    assert metrics["auroc"] > untrained["auroc"], (metrics, untrained)
     assert time.perf_counter() - t0 < 180
 
 

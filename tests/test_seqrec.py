@@ -275,13 +275,30 @@ def test_configs_validate():
 
 # ---------------------------------------------------------------------------- learning
 #: SASRec, CL4SRec and MCLRec on ML-100K, 20k training prefixes (histories cut to 20): test hr@10
-#: must beat these floors after the stated epochs (measured SASRec 0.075 and MCLRec 0.085 after 3,
-#: CL4SRec 0.068 after 6; CL4SRec learns slowest, as on Beauty: 0.052 after 3). Random ranking
-#: gives 10/1682 = 0.006 and item popularity 0.053 on the same split. About 40 / 80 / 100 s on one
-#: free core; the time limits allow generous room for loaded machines.
+#: must beat the most-popular-items recommender, computed in the test on the same split with the
+#: same full ranking (no history filtering), by these margins. Measured (seed 0, torch 2.13):
+#: popularity 0.0498 (47 of 943 users; random ranking 10/1682 = 0.006); SASRec 0.0753 after 3
+#: epochs, CL4SRec 0.0679 after 6 and MCLRec 0.0848 after 3 (seeds 1 / 2: SASRec 0.076 / 0.073,
+#: CL4SRec 0.081 / 0.070, MCLRec 0.076 / 0.080). The floors pop + margin (0.068 / 0.062 / 0.070)
+#: sit 5-6 users below the lowest of the three seeds (one user = 0.00106); CL4SRec learns slowest,
+#: as on Beauty (0.052 after 3). About 40 / 80 / 100 s on one free core (26 / 153 / 194 s on
+#: a loaded shared core); the time limits allow generous room for loaded machines.
 ML100K_EPOCHS = {"sasrec": 3, "cl4srec": 6, "mclrec": 3}
-ML100K_HR10_FLOOR = {"sasrec": 0.065, "cl4srec": 0.060, "mclrec": 0.065}
+ML100K_HR10_MARGIN = {"sasrec": 0.018, "cl4srec": 0.012, "mclrec": 0.020}
 ML100K_TIME_LIMIT_S = {"sasrec": 240, "cl4srec": 480, "mclrec": 600}
+
+
+def _popularity_hr10(splits) -> float:
+    """hr@10 of ranking every item by its count among the training interactions (each user's
+    items minus the validation and test targets), scored like ``evaluate_ranking``: full ranking
+    of all items but the padding 0, no history filtering, rank = items scored strictly higher."""
+    n = splits.num_items + 1
+    counts = (torch.bincount(splits.items, minlength=n) - torch.bincount(splits.valid.targets,
+              minlength=n) - torch.bincount(splits.test.targets, minlength=n)).double()
+    counts[0] = float("-inf")
+    targets = splits.test.targets
+    ranks = (counts[None, :] > counts[targets][:, None]).sum(1)
+    return float((ranks < 10).double().mean())
 
 
 @pytest.mark.parametrize("name", ["sasrec", "cl4srec", "mclrec"])
@@ -295,10 +312,13 @@ def test_learns_on_ml100k(name, restore_global_state):
     cfg = config_cls(dataset="ml-100k", epochs=ML100K_EPOCHS[name], max_train_samples=20000,
                      max_len=20, hidden_dropout=0.1, attn_dropout=0.1)
     t0 = time.perf_counter()
-    _, metrics, _ = fit_seqrec(method_cls, cfg, data,
-                               RunContext(out_dir=None, device="cpu", seed=0, progress=False))
+    _, metrics, splits = fit_seqrec(method_cls, cfg, data,
+                                    RunContext(out_dir=None, device="cpu", seed=0,
+                                               progress=False))
     elapsed = time.perf_counter() - t0
-    assert metrics["hr@10"] > ML100K_HR10_FLOOR[name], metrics
+    pop = _popularity_hr10(splits)
+    assert 0.04 < pop < 0.06, pop  # measured 0.0498: the baseline itself is sane
+    assert metrics["hr@10"] >= pop + ML100K_HR10_MARGIN[name], (metrics, pop)
     assert elapsed < ML100K_TIME_LIMIT_S[name], elapsed
 
 

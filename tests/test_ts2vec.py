@@ -181,15 +181,18 @@ def _heldout_loss(encoder, x, reps: int = 10) -> float:
     return total / reps
 
 
-def test_learning_etth1_univariate():
+def test_etth1_univariate_heldout_loss_falls_and_forecast_protocol():
     """Small TS2Vec on ETTh1 univariate (60 steps, ~20 s + ~20 s encoding).
 
-    Floors: (1) the contrastive loss on held-out crops of the *validation* slice falls by a
-    third against the untrained encoder of the same seed (measured 1.76 -> 1.10); (2) ridge on the
-    causal representations reaches mse@24 < 0.06 on the test split (measured 0.042; published
-    full-size TS2Vec 0.039; a constant representation scores 1.91). Not a floor: the last-value
-    forecaster (0.034 at H = 24, below even the published TS2Vec), and the untrained encoder's
-    ridge score (0.041: random dilated-conv features are already good on this task).
+    Learning is asserted on the objective only: the contrastive loss on held-out crops of the
+    *validation* slice falls by a third against the untrained encoder of the same seed (measured
+    1.76 -> 1.10). The ridge forecasting probe does **not** show learning on this setting, so it is
+    a protocol check here, not a learning claim: mse@24 < 0.06 on the test split (measured
+    trained 0.042 vs untrained 0.041 at seed 0; seeds 1 / 2: 0.044 vs 0.043, 0.041 vs 0.044;
+    published full-size TS2Vec 0.039; a constant representation scores 1.91, so a misaligned
+    target or an unnormalised scale breaks it). The last-value forecaster scores 0.034 at H = 24,
+    below even the published TS2Vec. A probe that beats the untrained encoder is asserted for
+    TS2Vec by ``test_ts_classification.py::test_ts2vec_learns_smoothsubspace``.
     """
     root = require_dataset("etth1")
     from contrastkit.datasets.timeseries import load_forecast
@@ -206,21 +209,23 @@ def test_learning_etth1_univariate():
     assert trained_loss < 0.67 * fresh_loss, (trained_loss, fresh_loss)
     r = T.encode_causal(method.downstream_encoder(), d.data[:, :d.test_slice.stop], 200, 512)
     m = T.eval_forecasting(None, d, (24,), padding=200, reprs=r)
-    # a protocol check, not a learning one (the untrained encoder scores 0.041 here too): a
-    # misaligned target or unnormalised scale breaks it; learning is the held-out loss above
+    # a protocol check, not a learning one (the untrained encoder scores 0.041 here too)
     assert m["mse@24"] < 0.06, m
 
 
-def test_multivariate_etth1_beats_last_value():
-    """Multivariate ETTh1 (7 variables + 7 calendar covariates), the same small TS2Vec.
+def test_multivariate_etth1_forecast_protocol_beats_last_value():
+    """Multivariate ETTh1 (7 variables + 7 calendar covariates), the same small TS2Vec: a protocol
+    check of the multivariate forecasting path, not a learning test.
 
-    On the univariate task the last-value forecaster cannot be beaten at H = 24 (0.034, below the
-    published TS2Vec's 0.039); on the multivariate one it scores 1.222 and the published TS2Vec
-    0.599. Bounds: ridge on the trained causal representations below 0.75 of the last value
-    (measured 0.621; a misaligned target breaks it) and above 0.3 (half the published score: a
-    leak of the future into the representations would fall below it). The same-seed untrained
-    encoder scores 0.634: the trained one must beat it (a small margin; learning itself is
-    asserted more strongly by the held-out loss of the univariate test).
+    The last-value forecaster scores 1.222 at H = 24 and the published TS2Vec 0.599. Bounds: ridge
+    on the trained causal representations below 0.75 of the last value (measured 0.621; a
+    misaligned target breaks it) and above 0.3 (half the published score: a leak of the future
+    into the representations would fall below it). Training does not reliably beat the untrained
+    encoder of the same seed on this probe (measured trained vs untrained: 0.621 vs 0.634,
+    0.657 vs 0.660, 0.664 vs 0.676 for seeds 0 / 1 / 2; 200 steps: 0.631 vs 0.634, 0.640 vs
+    0.660), so no learning claim is made here: the untrained encoder passes these bounds too.
+    Learning is asserted by the held-out loss of the univariate test and, on a probe, by
+    ``test_ts_classification.py::test_ts2vec_learns_smoothsubspace``.
     """
     root = require_dataset("etth1")
     from contrastkit.datasets.timeseries import load_forecast
@@ -230,15 +235,10 @@ def test_multivariate_etth1_beats_last_value():
     last = T.last_value_metrics(d, (24,))["mse@24"]
     assert last == pytest.approx(1.222, abs=5e-3)
     cfg = T.TS2VecConfig(output_dims=64, hidden_dims=32, depth=5, iters=60, max_train_length=500)
-    torch.manual_seed(0)
-    fresh = T.TS2Vec(cfg, d.data.shape[-1]).encoder        # the initialisation fit() starts from
     method, _ = T.fit(cfg, d.train_data, seed=0)
     r = T.encode_causal(method.downstream_encoder(), d.data[:, :d.test_slice.stop], 200, 512)
     m = T.eval_forecasting(None, d, (24,), padding=200, reprs=r)
     assert 0.3 < m["mse@24"] < 0.75 * last, (m, last)
-    r0 = T.encode_causal(fresh, d.data[:, :d.test_slice.stop], 200, 512)
-    m0 = T.eval_forecasting(None, d, (24,), padding=200, reprs=r0)
-    assert m["mse@24"] < m0["mse@24"], (m, m0)             # training helps, if only a little
 
 
 def test_run_and_evaluate_forecasting_roundtrip(tmp_path):
