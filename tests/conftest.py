@@ -69,6 +69,21 @@ def skip_without_data(reason: str) -> None:
     pytest.skip(reason)
 
 
+def assert_grads_match(got, ref, params, rtol: float = 1e-8, atol: float = 1e-11):
+    """Gradients of the scalars ``got`` and ``ref`` w.r.t. ``params`` agree; a parameter that
+    one side does not reach must get no (or an all-zero) gradient on the other. Returns the
+    reference gradients."""
+    import torch
+    g_got = torch.autograd.grad(got, params, allow_unused=True)
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    for a, b in zip(g_got, g_ref):
+        if a is None or b is None:
+            assert (a is None or not a.any()) and (b is None or not b.any())
+        else:
+            torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+    return g_ref
+
+
 def shared_data_root() -> Path | None:
     """Return the shared data root, or ``None`` when it is not there.
 

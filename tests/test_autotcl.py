@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import require_dataset
+from conftest import assert_grads_match, require_dataset
 from contrastkit.registry import get_method
 from contrastkit.seqcl import autotcl as A
 from contrastkit.seqcl import ts2vec as T
@@ -596,17 +596,6 @@ def _view_reference(method: A.AutoTCL, x: torch.Tensor, u: torch.Tensor):
     return s * m * x, m, pi, loc, (gamma, zeta, tau)
 
 
-def _grads_match(got, ref, params, rtol=1e-8, atol=1e-11):
-    g_got = torch.autograd.grad(got, params, allow_unused=True)
-    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
-    for a, b in zip(g_got, g_ref):
-        if a is None or b is None:
-            assert (a is None or not a.any()) and (b is None or not b.any())
-        else:
-            torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
-    return g_ref
-
-
 AUG_CODE = dict(reg_weight=0.3, regular_weight=0.2, hard_mask=True)
 AUG_PAPER = dict(reg_weight=0.05, regular_weight=0.2, hard_mask=False, concrete="paper",
                  concrete_tau=0.7, aug_divergence="full_informative", sparsity="l0",
@@ -659,7 +648,7 @@ def test_augmenter_loss_matches_float64_reference_with_gradients(options):
     params = [x, *method.augmenter.parameters(), *method.encoder.parameters()]
     g_ref = dict(zip(["x", *(f"aug.{k}" for k, _ in method.augmenter.named_parameters()),
                       *(f"enc.{k}" for k, _ in method.encoder.named_parameters())],
-                     _grads_match(got, ref, params)))
+                     assert_grads_match(got, ref, params)))
     assert g_ref["aug.factor_head.weight"].abs().sum() > 0
     # the paper's divergence compares f(x) with f(m * x): g(x) = s gets no gradient from it
     g_s = g_ref["aug.transform_head.weight"]
@@ -710,6 +699,6 @@ def test_encoder_loss_with_local_term_matches_float64_reference(local_loss, view
     ref = l_g + cfg.local_weight * l_l
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
     params = [x, *method.encoder.parameters(), *method.augmenter.parameters()]
-    g_ref = _grads_match(got, ref, params)
+    g_ref = assert_grads_match(got, ref, params)
     assert all(gr is None or not gr.any() for gr in g_ref[1 + len(list(
         method.encoder.parameters())):])

@@ -11,6 +11,8 @@ import torch
 import yaml
 from torch_geometric.utils import to_undirected
 
+from conftest import assert_grads_match
+
 from contrastkit.cli import main
 from contrastkit.core.probes import torch_lr_probe
 from contrastkit.core.trainer import Trainer
@@ -600,15 +602,7 @@ def test_plugin_loss_matches_float64_reference_with_gradients(act, subset, bound
     got = POTPlugin(cfg).loss(enc, data, views, z, nodes)
     ref = _pot_reference(enc, x, clean, views, z, nodes, ps, bound, exact)
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
-    params = [x, *z, *enc.parameters()]
-    g_got = torch.autograd.grad(got, params, allow_unused=True)
-    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
-    for a, b in zip(g_got, g_ref):
-        if b is None:
-            assert a is None or not a.any()
-        else:
-            assert a is not None
-            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+    g_ref = assert_grads_match(got, ref, [x, *z, *enc.parameters()])
     assert any(gr is not None and gr.abs().sum() > 0 for gr in g_ref[3:])  # reaches the encoder
 
 
@@ -656,12 +650,4 @@ def test_grace_pot_training_step_matches_float64_reference_with_gradients(kappa)
     pot = _pot_reference(enc, x, clean, views, z, None, ps, "official", False)
     ref = (1 - kappa) * J + kappa * pot
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
-    params = list(m.parameters())
-    g_got = torch.autograd.grad(got, params, allow_unused=True)
-    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
-    for a, b in zip(g_got, g_ref):
-        if b is None:
-            assert a is None or not a.any()
-        else:
-            assert a is not None
-            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+    assert_grads_match(got, ref, list(m.parameters()))

@@ -14,7 +14,7 @@ from contrastkit.seqcl.augment_seq import TwoViewAugment, crop, mask, reorder
 from contrastkit.seqcl.mclrec import MCLRec, MCLRecConfig, margin_regularizer
 from contrastkit.seqcl.sasrec import (CL4SRec, CL4SRecConfig, SASRec, SASRecConfig,
                                       SASRecEncoder, fit_seqrec)
-from conftest import require_dataset
+from conftest import assert_grads_match, require_dataset
 
 
 def _batch(B=64, L=12, num_items=40, seed=0):
@@ -528,17 +528,6 @@ def _cl2_and_r_reference(m, h1, h2):
             sum(_slow_regularizer(a, b) for a, b in pairs))
 
 
-def _grads_agree(got, ref, params):
-    g_got = torch.autograd.grad(got, params, allow_unused=True)
-    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
-    for a, b in zip(g_got, g_ref):
-        if a is None or b is None:
-            assert (a is None or not a.any()) and (b is None or not b.any())
-        else:
-            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
-    return g_ref
-
-
 @pytest.mark.parametrize("cl_weight,beta", [(0.3, 0.4), (0.0, 0.05), (0.2, 0.0)])
 def test_mclrec_encoder_loss_matches_float64_reference_with_gradients(cl_weight, beta):
     """``MCLRec.encoder_loss`` against spec §2.1-§2.4 (encoder stage, code form) written out:
@@ -566,7 +555,7 @@ def test_mclrec_encoder_loss_matches_float64_reference_with_gradients(cl_weight,
     assert float(reg.detach()) > 0
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
     n_enc = len(m.encoder_parameters())
-    g_ref = _grads_agree(got, ref, [*m.encoder_parameters(), *m.augmenter_parameters()])
+    g_ref = assert_grads_match(got, ref, [*m.encoder_parameters(), *m.augmenter_parameters()])
     assert all((g is not None and bool(g.any())) == (beta > 0) for g in g_ref[n_enc:])
 
 
@@ -586,7 +575,7 @@ def test_mclrec_augmenter_loss_matches_float64_reference_with_gradients(cl_weigh
     cl2, reg = _cl2_and_r_reference(m, h1, h2)
     ref = cl2 + cfg.augmenter_reg_weight * reg
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
-    g_ref = _grads_agree(got, ref, [*m.augmenter_parameters(), *m.encoder_parameters()])
+    g_ref = assert_grads_match(got, ref, [*m.augmenter_parameters(), *m.encoder_parameters()])
     n_aug = len(m.augmenter_parameters())
     assert all(g is not None and bool(g.any()) for g in g_ref[:n_aug])
     assert all(g is None for g in g_ref[n_aug:])
