@@ -688,6 +688,12 @@ def test_ft_moco_loss_matches_reference_with_grad_through_k_hat(postmix_norm):
     assert torch.allclose(plain, moco_loss(q, k, queue, temperature=0.2))
     mod = FTMoCoLoss(0.2, postmix_norm=postmix_norm)
     assert torch.allclose(mod(q, k, queue, generator=_gen(7)), ref)
+    qids, ids = torch.arange(queue.size(0)), torch.tensor([0, 1, -1, 2])  # own images present
+    with_ids = mod(q, k, queue, qids, ids, generator=_gen(7))
+    assert torch.allclose(with_ids, ft_moco_loss(q, k, queue, temperature=0.2,
+                                                 postmix_norm=postmix_norm, generator=_gen(7),
+                                                 queue_ids=qids, ids=ids))
+    assert not torch.allclose(with_ids, ref)  # the own-image mixes left the denominators
 
 
 def test_moco_score_stats_match_reference():

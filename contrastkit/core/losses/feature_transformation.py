@@ -236,9 +236,10 @@ class FTMoCoLoss(nn.Module):
                            postmix_norm=postmix_norm, granularity=granularity)
         self.enabled = True
 
-    def forward(self, query: Tensor, key: Tensor, queue: Tensor,
-                generator: torch.Generator | None = None) -> Tensor:
+    def forward(self, query: Tensor, key: Tensor, queue: Tensor, queue_ids: Tensor | None = None,
+                ids: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         kw = dict(self.kwargs)
         if not self.enabled:
             kw.update(extrapolate=False, interpolate=False)
-        return ft_moco_loss(query, key, queue, generator=generator, **kw)  # type: ignore[arg-type]
+        return ft_moco_loss(query, key, queue, generator=generator,  # type: ignore[arg-type]
+                            queue_ids=queue_ids, ids=ids, **kw)
