@@ -4,7 +4,8 @@ With ``CONTRASTKIT_REQUIRE_DATA=1`` (set by CI, which has ``../shared/data``) a 
 skip for missing data fails instead, so a misplaced data root cannot turn the run green.
 
 The PyG cache (``CONTRASTKIT_CACHE``) is pointed at a temporary folder for the test session
-when it is not set, so tests never write into ``~/.cache`` of a CI machine.
+when it is not set, so tests never write into ``~/.cache`` of a CI machine; under pytest-xdist
+(``-n auto``) each worker gets its own subfolder of it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 _CACHE_ENV = "CONTRASTKIT_CACHE"
 _DATA_ENV = "CONTRASTKIT_DATA"
 _REQUIRE_ENV = "CONTRASTKIT_REQUIRE_DATA"
+_OWN_CACHE_ENV = "_CONTRASTKIT_TEST_SESSION_CACHE"  # the cache folder this test session made
 _session_cache: str | None = None
 
 
@@ -32,9 +34,26 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
         if not torch.cuda.is_available():
             os.environ["TRITON_INTERPRET"] = "1"
-    if not os.environ.get(_CACHE_ENV):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None:  # a pytest-xdist worker (``-n N``)
+        _configure_xdist_worker(worker)
+    elif not os.environ.get(_CACHE_ENV):
         _session_cache = tempfile.mkdtemp(prefix="contrastkit-test-cache-")
         os.environ[_CACHE_ENV] = _session_cache
+        os.environ[_OWN_CACHE_ENV] = _session_cache
+
+
+def _configure_xdist_worker(worker: str) -> None:
+    """Under pytest-xdist: each worker processes PyG datasets and caches autoencoders in its own
+    subfolder of the session cache (two workers writing one ``processed/`` file at once could
+    read each other's half-written file), and the workers share the cores instead of each
+    starting one torch thread per core."""
+    own = os.environ.get(_OWN_CACHE_ENV)
+    if own and os.environ.get(_CACHE_ENV) == own:
+        os.environ[_CACHE_ENV] = os.path.join(own, worker)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    import torch
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -43,6 +62,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _session_cache is not None:
         if os.environ.get(_CACHE_ENV) == _session_cache:
             del os.environ[_CACHE_ENV]
+        os.environ.pop(_OWN_CACHE_ENV, None)
         shutil.rmtree(_session_cache, ignore_errors=True)
         _session_cache = None
 
