@@ -18,6 +18,8 @@ data = Data(x=torch.randn(600, 32) + 0.5 * F.one_hot(y, 32), y=y,
 config = GCooLConfig(dataset="mine", hidden_channels=64, projection_channels=64, epochs=100,
                      lr=1e-3, num_communities=3, stride=200, pot=True, pot_kappa=0.3)
 method = GCooL(config, in_channels=data.num_features)
+# The loss on the progress bar rises over the first 40 steps although the node term falls: the
+# community terms (DeCA is negative) fade out on gCooL's schedule (weight 1 - step / (0.2 stride)).
 Trainer(config.epochs, seed=0).fit(method, [data])
 
 method.eval()
