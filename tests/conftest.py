@@ -28,32 +28,27 @@ _session_cache: str | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Give the session its own PyG cache folder unless ``CONTRASTKIT_CACHE`` is set."""
+    """Give the session its own PyG cache folder unless ``CONTRASTKIT_CACHE`` is set (each
+    pytest-xdist worker a subfolder of it), and the workers their share of the torch threads."""
     global _session_cache
     if "TRITON_INTERPRET" not in os.environ:  # the fused-kernel tests run Triton's interpreter
         import torch
         if not torch.cuda.is_available():
             os.environ["TRITON_INTERPRET"] = "1"
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker is not None:  # a pytest-xdist worker (``-n N``)
-        _configure_xdist_worker(worker)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # set in a pytest-xdist worker (``-n N``)
+    own = os.environ.get(_OWN_CACHE_ENV)
+    if worker is not None and own and os.environ.get(_CACHE_ENV) == own:
+        # each worker its own subfolder: two workers processing one PyG dataset at once could
+        # read each other's half-written ``processed/`` file
+        os.environ[_CACHE_ENV] = os.path.join(own, worker)
     elif not os.environ.get(_CACHE_ENV):
         _session_cache = tempfile.mkdtemp(prefix="contrastkit-test-cache-")
         os.environ[_CACHE_ENV] = _session_cache
         os.environ[_OWN_CACHE_ENV] = _session_cache
-
-
-def _configure_xdist_worker(worker: str) -> None:
-    """Under pytest-xdist: each worker processes PyG datasets and caches autoencoders in its own
-    subfolder of the session cache (two workers writing one ``processed/`` file at once could
-    read each other's half-written file), and the workers share the cores instead of each
-    starting one torch thread per core."""
-    own = os.environ.get(_OWN_CACHE_ENV)
-    if own and os.environ.get(_CACHE_ENV) == own:
-        os.environ[_CACHE_ENV] = os.path.join(own, worker)
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    import torch
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    if worker is not None:  # the workers share the cores, not one torch thread per core each
+        import torch
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
