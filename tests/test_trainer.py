@@ -140,6 +140,34 @@ def test_progress_bar_runs(capsys):
     assert "loss" in capsys.readouterr().err
 
 
+def test_progress_bar_in_a_log_redraws_sparsely(capsys):
+    """Captured stderr is not a terminal: the bar is drawn at start and end, not every epoch
+    (tqdm's default, with a forced redraw per postfix, left ~2 redraws per epoch in a log)."""
+    Trainer(40, progress=True).fit(make_method(), [make_data(16)])
+    err = capsys.readouterr().err
+    assert err.count("\r") <= 4, err
+    assert "40/40" in err and "loss=" in err
+
+
+def test_progress_bar_keeps_tqdm_defaults_on_a_terminal():
+    import io
+
+    from contrastkit.core.progress import LOG_INTERVAL_S, progress_bar, writes_to_log
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    log, terminal = io.StringIO(), Terminal()
+    assert writes_to_log(log) and not writes_to_log(terminal)
+    with progress_bar(range(3), file=log) as bar:
+        assert bar.mininterval == LOG_INTERVAL_S
+    with progress_bar(range(3), file=terminal) as bar:
+        assert bar.mininterval < 1
+    with progress_bar(range(3), file=log, mininterval=2.0) as bar:
+        assert bar.mininterval == 2.0
+
+
 # ---- seeding -------------------------------------------------------------------------------
 def test_seed_makes_runs_identical_and_different_seeds_differ():
     a = Trainer(3, seed=5, progress=False).fit(make_method(), make_loader())

@@ -562,10 +562,10 @@ class Trainer:
 
         bar = None
         if self.progress and rank == 0:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=self.epochs, initial=min(start_epoch, self.epochs),
-                       desc=str(getattr(method, "name", type(method).__name__)), unit="epoch",
-                       dynamic_ncols=True)
+            from .progress import progress_bar
+            bar = progress_bar(total=self.epochs, initial=min(start_epoch, self.epochs),
+                               desc=str(getattr(method, "name", type(method).__name__)),
+                               unit="epoch", dynamic_ncols=True)
         epoch_times: list[float] = []
         steps_total = 0
         t_fit = time.perf_counter()
@@ -608,11 +608,11 @@ class Trainer:
                 self.history.append(record)
                 self._write_log([record], append=True)
                 if bar is not None:
-                    bar.update(1)
                     shown = {"loss": f"{mean_loss:.4f}"}
                     shown.update({k: f"{v:.4f}" for k, v in record.items()
                                   if k not in _RESERVED_KEYS})
-                    bar.set_postfix(shown)
+                    bar.set_postfix(shown, refresh=False)  # drawn by update (at its interval)
+                    bar.update(1)
                 if self.out_dir is not None and (
                         last or (self.checkpoint_every > 0
                                  and (epoch + 1) % self.checkpoint_every == 0)):

@@ -93,6 +93,7 @@ from ..core.losses import positive_mass_loss
 from ..core.method import ContrastiveMethod
 from ..core.metrics import ari, cluster_acc, cluster_f1, kmeans, nmi
 from ..core.pairs import Pairs
+from ..core.progress import progress_bar
 from ..core.trainer import Trainer
 from ..registry import MethodSpec, RunContext, RunResult, register
 
@@ -256,8 +257,7 @@ def train_autoencoder(x: Tensor, hidden: tuple[int, ...] = (500, 500, 2000),
     x = x.float().cpu()
     it = range(epochs)
     if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(it, desc="autoencoder pre-training", leave=False)
+        it = progress_bar(it, desc="autoencoder pre-training", leave=False)
     for _ in it:
         for idx in torch.randperm(x.size(0), generator=gen).split(batch_size):
             opt.zero_grad()
