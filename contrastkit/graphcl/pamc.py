@@ -309,7 +309,9 @@ class PamCConfig:
             autoencoder per run, seeded with the run's seed (the k-means start then varies with
             the seed too: 36.6-49.1 % ACC over four autoencoder seeds on DBLP, so a multi-seed
             table over one shared autoencoder measures only part of the variance). Cached in
-            ``pretrain_cache`` (``""``: the contrastkit cache).
+            ``pretrain_cache`` (``""``: the contrastkit cache). On a CPU the autoencoder is
+            bit-reproducible at a fixed number of torch threads only (CS, seed 0: k-means start
+            58.4 % ACC pre-trained on one thread, 61.0 % on two); the benchmark pre-trains on one.
         kmeans_restarts: restarts of the k-means initialisation of the centres (20).
         normalize_features: row-normalise ``x`` (SDCN uses raw features: False).
         track_epochs: evaluate the clustering every epoch (for ``*_max_over_epochs``).
