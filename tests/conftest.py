@@ -5,7 +5,9 @@ skip for missing data fails instead, so a misplaced data root cannot turn the ru
 
 The PyG cache (``CONTRASTKIT_CACHE``) is pointed at a temporary folder for the test session
 when it is not set, so tests never write into ``~/.cache`` of a CI machine; under pytest-xdist
-(``-n auto``) each worker gets its own subfolder of it.
+(``-n auto``) each worker gets its own subfolder of it. ``CONTRASTKIT_DATA`` is set to the
+repository's ``../shared/data`` when it is unset and that folder exists, so the tests find the
+same data whatever the working directory.
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ def pytest_configure(config: pytest.Config) -> None:
     """Give the session its own PyG cache folder unless ``CONTRASTKIT_CACHE`` is set (each
     pytest-xdist worker a subfolder of it), and the workers their share of the torch threads."""
     global _session_cache
+    if not os.environ.get(_DATA_ENV):
+        # ``load(name)`` without ``root=`` finds ``../shared/data`` from the working directory:
+        # pin it to the repository's, so a test run from elsewhere loads the same data that
+        # ``require_dataset`` found (and does not fall back to the embedded Cora)
+        shared = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+        if shared.is_dir():
+            os.environ[_DATA_ENV] = str(shared)
     if "TRITON_INTERPRET" not in os.environ:  # the fused-kernel tests run Triton's interpreter
         import torch
         if not torch.cuda.is_available():
@@ -108,7 +117,8 @@ def shared_data_root() -> Path | None:
         The folder holding ``graph/``, ``sequence/``, ``timeseries/``, or ``None``.
     """
     env = os.environ.get(_DATA_ENV)
-    root = Path(env).expanduser() if env else Path(__file__).parents[1].parent / "shared" / "data"
+    root = (Path(env).expanduser() if env
+            else Path(__file__).resolve().parents[1].parent / "shared" / "data")
     return root if root.is_dir() else None
 
 

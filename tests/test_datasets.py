@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import require_dataset, shared_data_root
+from conftest import require_dataset, shared_data_root, skip_without_data
 from torch_geometric.transforms import NormalizeFeatures
 
 from contrastkit import datasets
@@ -165,8 +165,10 @@ def test_missing_multi_file_error_names_folder_and_files(isolated):
 
 def test_pubmed_incomplete_in_shared_data():
     root = shared_data_root()
-    partial = None if root is None else root / "graph" / "planetoid_partial" / "PubMed" / "raw"
-    if partial is None or not partial.is_dir() or (partial / "ind.pubmed.allx").exists():
+    if root is None:
+        skip_without_data("no shared data root")
+    partial = root / "graph" / "planetoid_partial" / "PubMed" / "raw"
+    if not partial.is_dir() or (partial / "ind.pubmed.allx").exists():
         pytest.skip("shared data has no incomplete PubMed")
     status = {s.id: s for s in datasets.available(root)}["pubmed"]
     assert status.status == "incomplete" and status.path == str(partial)

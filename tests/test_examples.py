@@ -98,7 +98,7 @@ def test_sequential_recommendation(tmp_path):
 
 def test_vision_fashion_mnist(tmp_path):
     from contrastkit.datasets.images import find_fashion_mnist
-    if find_fashion_mnist() is None:
+    if find_fashion_mnist(data_root=shared_data_root()) is None:
         skip_without_data("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
     out = _run("vision_fashion_mnist.py", "--subset", "512", "--epochs", "1", "--out",
                str(tmp_path / "v"), cwd=tmp_path)

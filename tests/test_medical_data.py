@@ -8,7 +8,7 @@ import pytest
 from contrastkit.datasets.medical import (PatientDataset, TrialBatches, from_arrays, label_subset,
                                           load_adfsu, make_samples, patient_kfold)
 
-from conftest import require_dataset
+from conftest import require_dataset, skip_without_data
 
 
 def _toy(n_patients: int = 4, trials: int = 2, T: int = 40, C: int = 3, seed: int = 0
@@ -131,15 +131,35 @@ def test_adfsu_files_and_window_level_leakage():
         assert set(b.y.tolist()) == {0, 1}
 
 
-@pytest.mark.slow
-def test_adfsu_text_files_match_comet_layout():
+def _assert_zip_matches_comet(patients):
     from contrastkit.datasets.medical import ADFSU_DIR, _read_comet, _read_zip
     root = require_dataset("adfsu")
+    if not (root / ADFSU_DIR / "EEG_data.zip").is_file():
+        skip_without_data(f"no {ADFSU_DIR}/EEG_data.zip under {root}")
     a = _read_comet(root / ADFSU_DIR / "comet")
-    b = _read_zip(root / ADFSU_DIR / "EEG_data.zip")
-    np.testing.assert_array_equal(a.labels, b.labels)
-    for x, y in zip(a.trials, b.trials):
-        np.testing.assert_allclose(x, y, atol=2e-6)
+    b = _read_zip(root / ADFSU_DIR / "EEG_data.zip", patients)
+    rows = np.searchsorted(a.patient_ids, b.patient_ids)
+    np.testing.assert_array_equal(a.patient_ids[rows], b.patient_ids)
+    np.testing.assert_array_equal(a.labels[rows], b.labels)
+    for r, y in zip(rows, b.trials):
+        np.testing.assert_allclose(a.trials[r], y, atol=2e-6)
+    return b
+
+
+def test_adfsu_text_files_match_comet_layout_sample():
+    # ids 1-76 are AD Paciente1-40, 45-80 (41-44 duplicate Paciente40), 77-88 Healthy 1-12:
+    # both sides of the skipped duplicates, both sides of the AD/healthy border, id 81 (eyes
+    # closed only) and the last one, in an order the reader must keep
+    b = _assert_zip_matches_comet([41, 1, 40, 76, 77, 81, 88])
+    assert b.labels.tolist() == [1, 1, 1, 1, 0, 0, 0]
+    assert b.patient_ids.tolist() == [41, 1, 40, 76, 77, 81, 88]
+    assert [len(t) for t in b.trials] == [2, 2, 2, 2, 2, 1, 2]
+
+
+@pytest.mark.slow
+def test_adfsu_text_files_match_comet_layout():
+    b = _assert_zip_matches_comet(None)
+    assert len(b.trials) == 88
 
 
 def test_registry_lists_adfsu():

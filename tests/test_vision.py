@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_grads_match
+from conftest import assert_grads_match, shared_data_root, skip_without_data
 
 from contrastkit.core.probes import knn_probe
 from contrastkit.datasets.images import (find_fashion_mnist, load_fashion_mnist, read_idx)
@@ -263,8 +263,7 @@ def test_idx_reader_and_root_argument(tmp_path):
 
 
 def _require_fashion():
-    if find_fashion_mnist() is None:
-        from conftest import skip_without_data
+    if find_fashion_mnist(data_root=shared_data_root()) is None:
         skip_without_data("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
     from contrastkit.datasets import load
     return load("fashion-mnist")

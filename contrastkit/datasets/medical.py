@@ -153,27 +153,29 @@ def _read_comet(comet: Path) -> PatientDataset:
                           name="adfsu", sampling_rate=128.0, channels=ADFSU_CHANNELS)
 
 
-def _read_zip(zip_path: Path) -> PatientDataset:
+def _read_zip(zip_path: Path, patients: list[int] | None = None) -> PatientDataset:
     """The original text files: persons ordered like ``comet/patients.csv`` (AD Paciente1..80
-    without the duplicates 41-44 of Paciente40, then Healthy Paciente1..12)."""
+    without the duplicates 41-44 of Paciente40, then Healthy Paciente1..12), ids 1..88 in that
+    order. ``patients`` reads only those ids (in the order given)."""
+    persons = [("AD", 1, i) for i in range(1, 81) if i not in (41, 42, 43, 44)]
+    persons += [("Healthy", 0, i) for i in range(1, 13)]
+    ids = list(range(1, len(persons) + 1)) if patients is None else list(patients)
     trials, labels = [], []
     with zipfile.ZipFile(zip_path) as z:
         names = set(z.namelist())
-        for group, label, ids in (("AD", 1, [i for i in range(1, 81) if i not in (41, 42, 43, 44)]),
-                                  ("Healthy", 0, list(range(1, 13)))):
-            for i in ids:
-                recs = []
-                for cond in ("Eyes_closed", "Eyes_open"):
-                    base = f"EEG_data/{group}/{cond}/Paciente{i}/"
-                    if f"{base}Fp1.txt" not in names:
-                        continue
-                    recs.append(np.stack([np.loadtxt(z.open(f"{base}{ch}.txt"))
-                                          for ch in ADFSU_CHANNELS], axis=1))
-                trials.append(np.stack(recs).astype(np.float32))
-                labels.append(label)
-    return PatientDataset(trials, np.asarray(labels, np.int64),
-                          np.arange(1, len(trials) + 1, dtype=np.int64), name="adfsu",
-                          sampling_rate=128.0, channels=ADFSU_CHANNELS)
+        for pid in ids:
+            group, label, i = persons[pid - 1]
+            recs = []
+            for cond in ("Eyes_closed", "Eyes_open"):
+                base = f"EEG_data/{group}/{cond}/Paciente{i}/"
+                if f"{base}Fp1.txt" not in names:
+                    continue
+                recs.append(np.stack([np.loadtxt(z.open(f"{base}{ch}.txt"))
+                                      for ch in ADFSU_CHANNELS], axis=1))
+            trials.append(np.stack(recs).astype(np.float32))
+            labels.append(label)
+    return PatientDataset(trials, np.asarray(labels, np.int64), np.asarray(ids, np.int64),
+                          name="adfsu", sampling_rate=128.0, channels=ADFSU_CHANNELS)
 
 
 def load_adfsu(root: str | Path | None = None) -> PatientDataset:
