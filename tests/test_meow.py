@@ -126,27 +126,48 @@ def _unit(n, d, seed):
     return F.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=1)
 
 
-def _ref_meow(u, v, labels, tau, anchors=None):
+def _ref_meow(u, v, labels, tau, anchors=None, normalize=False):
+    """``L_w`` written out: ``-(u_i·v_i/τ - log Σ_j w_ij e^{u_i·v_j/τ})`` with
+    ``w_ij = Σ_m [c^m_i ≠ c^m_j]`` (divided by ``Σ_j w_ij`` when ``normalize``), mean over the
+    anchors."""
     rows = range(u.size(0)) if anchors is None else anchors.tolist()
     total = 0.0
     for i in rows:
-        den = 0.0
+        den, mass = 0.0, 0.0
         for j in range(v.size(0)):
             w = sum(float(c[i] != c[j]) for c in labels)
             den = den + w * torch.exp(u[i] @ v[j] / tau)
-        total = total - (u[i] @ v[i] / tau - torch.log(den))
+            mass = mass + w
+        total = total - (u[i] @ v[i] / tau - torch.log(den / mass if normalize else den))
     return total / len(rows)
 
 
-@pytest.mark.parametrize("use_anchors", [False, True])
-def test_meow_weighted_loss_matches_slow_reference(use_anchors):
+def _ref_proto(u, clusterings, anchors=None):
+    """``L_proto`` written out: mean over clusterings and anchors of
+    ``-log(e^{u_i·μ_{c_i}/φ_{c_i}} / Σ_k e^{u_i·μ_k/φ_k})``."""
+    rows = range(u.size(0)) if anchors is None else anchors.tolist()
+    want = 0
+    for lab, cent, phi in clusterings:
+        t = 0
+        for i in rows:
+            num = torch.exp(u[i] @ cent[lab[i]] / phi[lab[i]])
+            den = sum(torch.exp(u[i] @ cent[k] / phi[k]) for k in range(len(phi)))
+            t = t - torch.log(num / den)
+        want = want + t / len(rows)
+    return want / len(clusterings)
+
+
+@pytest.mark.parametrize("use_anchors,normalize", [(False, False), (True, False), (False, True),
+                                                   (True, True)])
+def test_meow_weighted_loss_matches_slow_reference(use_anchors, normalize):
     n, tau = 14, 0.4
     u, v = _unit(n, 5, 0).requires_grad_(), _unit(n, 5, 1).requires_grad_()
     g = torch.Generator().manual_seed(2)
     labels = [torch.randint(0, 3, (n,), generator=g), torch.randint(0, 5, (n,), generator=g)]
     anchors = torch.tensor([0, 3, 4, 9, 13]) if use_anchors else None
-    got = meow_weighted_loss(u, v, labels, temperature=tau, anchors=anchors, block_size=4)
-    want = _ref_meow(u, v, labels, tau, anchors)
+    got = meow_weighted_loss(u, v, labels, temperature=tau, anchors=anchors, block_size=4,
+                             normalize_weights=normalize)
+    want = _ref_meow(u, v, labels, tau, anchors, normalize)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
     for a, b in zip(torch.autograd.grad(got, [u, v]), torch.autograd.grad(want, [u, v])):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-9)
@@ -173,14 +194,7 @@ def test_proto_nce_matches_slow_reference():
         phi = torch.rand(k, generator=g, dtype=torch.float64) + 0.2
         clus.append((lab, cent, phi))
     got = proto_nce_loss(u, clus)
-    want = 0
-    for lab, cent, phi in clus:
-        t = 0
-        for i in range(n):
-            logits = torch.stack([u[i] @ cent[k] / phi[k] for k in range(len(phi))])
-            t = t - (logits[lab[i]] - torch.logsumexp(logits, 0))
-        want = want + t / n
-    want = want / len(clus)
+    want = _ref_proto(u, clus)
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(torch.autograd.grad(got, u)[0], torch.autograd.grad(want, u)[0])
 
@@ -388,15 +402,52 @@ def test_proto_nce_on_an_anchor_subset_matches_slow_reference():
         clus.append((torch.randint(0, k, (n,), generator=g), _unit(k, 4, seed + 10),
                      torch.rand(k, generator=g, dtype=torch.float64) + 0.2))
     got = proto_nce_loss(u, clus, anchors=anchors)
-    want = 0
-    for lab, cent, phi in clus:
-        t = 0
-        for i in anchors.tolist():
-            num = torch.exp(u[i] @ cent[lab[i]] / phi[lab[i]])
-            den = sum(torch.exp(u[i] @ cent[k] / phi[k]) for k in range(len(phi)))
-            t = t - torch.log(num / den)
-        want = want + t / len(anchors)
-    want = want / len(clus)
+    want = _ref_proto(u, clus, anchors)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(torch.autograd.grad(got, u)[0], torch.autograd.grad(want, u)[0],
                                rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("anchors,normalize", [(0, False), (3, False), (3, True)])
+def test_meow_training_objective_matches_reference_with_gradients(monkeypatch, anchors,
+                                                                   normalize):
+    """MEOW's step ``L_w(u, v) + λ_proto L_proto(u)`` in float64 with the clustering fixed:
+    ``u``/``v`` the projected coarse/fine views, clusters drawn on ``v``, one anchor subset for
+    both terms; gradients w.r.t. both views and the projection head."""
+    import contrastkit.graphcl.meow as meow_module
+    n, tau, lam = 5, 0.6, 0.7
+    cfg = MEOWConfig(dataset="toy", hidden_channels=8, projection_channels=6, dropout=0.0,
+                     num_clusters=[2, 3], edge_mask=[0.0], feature_mask=0.0, temperature=tau,
+                     proto_weight=lam, loss_anchors=anchors, normalize_weights=normalize,
+                     resample_augmentations=False)
+    torch.manual_seed(0)
+    m = MEOW(cfg, HeteroInputs(toy(), [10])).double()
+    g = torch.randn(n, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    z = torch.randn(n, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    g.requires_grad_(), z.requires_grad_()
+    m.forward_views = lambda: (g, z)
+    m.masked = (None, [])  # views are fixed: no masks drawn, the step's only draw is the anchors
+    fixed = {2: (torch.tensor([0, 1, 0, 1, 1]), _unit(2, 6, 3), torch.tensor([0.5, 0.8],
+                                                                           dtype=torch.float64)),
+             3: (torch.tensor([2, 0, 1, 1, 0]), _unit(3, 6, 4), torch.tensor([0.4, 0.6, 0.9],
+                                                                           dtype=torch.float64))}
+    seen = []
+
+    def fake_clustering(v, k, **kwargs):
+        seen.append(v.detach().clone())
+        return fixed[k]
+
+    monkeypatch.setattr(meow_module, "cluster_with_concentration", fake_clustering)
+    torch.manual_seed(7)
+    got = m.training_step(None)
+    torch.manual_seed(7)
+    rows = torch.randperm(n)[:anchors] if anchors else None
+    u, v = m.head(g), m.head(z)
+    clus = [fixed[2], fixed[3]]
+    want = (_ref_meow(u, v, [c[0] for c in clus], tau, rows, normalize)
+            + lam * _ref_proto(u, clus, rows))
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert len(seen) == 2 and all(torch.equal(x, v.detach()) for x in seen)  # clusters of v
+    params = [g, z, *m.head.parameters()]
+    for a, b in zip(torch.autograd.grad(got, params), torch.autograd.grad(want, params)):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
