@@ -54,7 +54,8 @@ from .registry import (MethodSpec, RunContext, RunResult, get_method, list_metho
 __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
-_MAX_SEED = 2**32 - 1
+_MAX_SEED = 2**32 - 1024  # the Trainer's bound: it derives per-purpose seeds above the run's
+_MAX_SEEDS = 1000  # seeds per run (a typo such as --seeds 10000000000 must not build a huge list)
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError)
 
 
@@ -109,7 +110,7 @@ def _check_seed(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{where}: expected an int, got {value!r} ({type(value).__name__})")
     if not 0 <= value <= _MAX_SEED:
-        raise ValueError(f"{where}: expected an int in [0, 2**32 - 1], got {value}")
+        raise ValueError(f"{where}: expected an int in [0, 2**32 - 1024], got {value}")
     return value
 
 
@@ -144,12 +145,35 @@ def _check_embeddings(emb: Any, where: str) -> torch.Tensor:
     return emb
 
 
+def _strict_json(value: Any) -> Any:
+    """``value`` with NaN and infinite floats as ``None`` (JSON has no NaN: ``null``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
+
+
+def _nan_for_null(value: Any) -> Any:
+    """Inverse of :func:`_strict_json` for metrics read back: ``None`` -> NaN."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, dict):
+        return {k: _nan_for_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_for_null(v) for v in value]
+    return value
+
+
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` atomically: a unique temporary file in the same folder, fsync, rename."""
+    """Write ``data`` atomically (a unique temporary file in the same folder, fsync, rename) as
+    strict JSON: an undefined metric (NaN) is written as ``null``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(data, indent=2) + "\n")
+            f.write(json.dumps(_strict_json(data), indent=2, allow_nan=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -260,20 +284,22 @@ def _resolve_seeds(seed: int | None, n_seeds: int | None, run_info: Mapping[str,
                    cfg_file: str) -> list[int]:
     """Seeds from ``--seed``/``--seeds``, else from a config file's run section, else ``[0]``."""
     if n_seeds is not None:
-        if n_seeds < 1:
-            raise ValueError(f"--seeds: expected a number of seeds >= 1, got {n_seeds}")
+        if not 1 <= n_seeds <= _MAX_SEEDS:
+            raise ValueError(f"--seeds: expected a number of seeds in [1, {_MAX_SEEDS}], got "
+                             f"{n_seeds}")
         base = _check_seed(seed if seed is not None else 0, "--seed")
-        seeds = [base + i for i in range(n_seeds)]
-        _check_seed(seeds[-1], "--seed + --seeds")
-        return seeds
+        _check_seed(base + n_seeds - 1, "--seed + --seeds - 1")
+        return [base + i for i in range(n_seeds)]
     if seed is not None:
         return [_check_seed(seed, "--seed")]
     if "seeds" in run_info:
         value = run_info["seeds"]
         if isinstance(value, int) and not isinstance(value, bool):
-            if value < 1:
-                raise ValueError(f"{cfg_file}: run.seeds: expected >= 1, got {value}")
+            if not 1 <= value <= _MAX_SEEDS:
+                raise ValueError(f"{cfg_file}: run.seeds: expected a number of seeds in "
+                                 f"[1, {_MAX_SEEDS}], got {value}")
             base = _check_seed(run_info.get("seed", 0), f"{cfg_file}: run.seed")
+            _check_seed(base + value - 1, f"{cfg_file}: run.seed + run.seeds - 1")
             return [base + i for i in range(value)]
         if not isinstance(value, list) or not value:
             raise TypeError(f"{cfg_file}: run.seeds: expected a non-empty list of ints, "
@@ -419,7 +445,7 @@ def _read_old_metrics(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         _warn(f"ignoring unreadable {path} ({exc})")
         return {}
-    return data if isinstance(data, dict) else {}
+    return _nan_for_null(data) if isinstance(data, dict) else {}
 
 
 def _updated_per_seed(old: Mapping[str, Any], seeds: list[int], metrics: dict[str, float]

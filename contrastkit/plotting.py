@@ -6,6 +6,7 @@ Needs the ``plot`` extra (``pip install "contrastkit[plot]"``, i.e. matplotlib).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,27 @@ def _first_seed_label(run_dir: Path) -> str:
         return "first seed"
 
 
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a ``log.jsonl``; a cut-off last line (a run killed mid-write) is skipped with a
+    warning, any other unreadable line is a ``ValueError`` naming the file and line."""
+    lines = [(i, line) for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    rows = []
+    for k, (i, line) in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            if k == len(lines) - 1:
+                warnings.warn(f"{path}:{i}: skipping an incomplete last line ({exc})",
+                              stacklevel=3)
+                break
+            raise ValueError(f"{path}:{i}: expected one JSON object per line, got {line[:80]!r} "
+                             f"({exc})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{i}: expected a JSON object, got {line[:80]!r}")
+        rows.append(row)
+    return rows
+
+
 def read_logs(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
     """``{label: rows}`` for ``run_dir/log.jsonl`` and every ``run_dir/seed-*/log.jsonl``."""
     run_dir = Path(run_dir)
@@ -37,7 +59,7 @@ def read_logs(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
     logs: dict[str, list[dict[str, Any]]] = {}
     for path in [run_dir / "log.jsonl", *sorted(run_dir.glob("seed-*/log.jsonl"))]:
         if path.is_file():
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            rows = _read_jsonl(path)
             logs[_first_seed_label(run_dir) if path.parent == run_dir
                  else path.parent.name.replace("-", " ")] = rows
     if not logs:

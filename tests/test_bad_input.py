@@ -64,6 +64,20 @@ def test_empty_graph():
     (["train", "grace", "--set", "temperature=-0.5"], "temperature"),
     (["train", "grace", "--set", "temprature=0.5"], "temprature"),
     (["train", "grace", "--set", "drop_edge_p1=1.5"], "drop_edge_p1"),
+    (["train", "grace", "--set", "weight_decay=nan"], "weight_decay: expected a finite"),
+    (["train", "grace", "--set", "weight_decay=inf"], "weight_decay: expected a finite"),
+    (["train", "grace", "--set", "weight_decay=-1"], "weight_decay: expected a weight decay >= 0"),
+    (["train", "meow", "--set", "eval_lr=nan"], "eval_lr"),
+    (["train", "meow", "--set", "proto_weight=nan"], "proto_weight"),
+    (["train", "meow", "--set", "eval_ratios=[]"], "eval_ratios"),
+    (["train", "comet", "--set", "dropout=nan"], "dropout"),
+    (["train", "comet", "--set", "dropout=1.5"], "dropout"),
+    (["train", "comet", "--set", "depth=-1"], "depth"),
+    (["train", "comet", "--set", "fold_seed=-1"], "fold_seed"),
+    (["train", "comet", "--set", "level_weights=[nan,1,1,1]"], "level_weights"),
+    (["train", "comet", "--set", "finetune_weight_decay=-1"], "finetune_weight_decay"),
+    (["train", "simclr", "--set", "cacr_alpha=-1"], "cacr_alpha"),
+    (["train", "simclr", "--set", "amcl_beta=nan"], "amcl_beta"),
 ])
 def test_cli_bad_arguments_exit_2_with_a_named_error(argv, needle, tmp_path, capsys):
     rc = main(argv + ["--out", str(tmp_path / "run"), "--no-progress"])
@@ -112,3 +126,26 @@ def test_resume_needs_the_run_folder_and_keeps_its_config(tmp_path, capsys):
     import yaml
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["epochs"] == 1 and saved["hidden_channels"] == 16
+
+
+def test_configs_reject_non_finite_and_out_of_range_hyperparameters():
+    """From Python as from the command line: every method's config checks its floats by name."""
+    import dataclasses
+
+    from contrastkit.registry import get_method, list_methods
+    with_both = 0
+    for name in list_methods():
+        cls = get_method(name).config_cls
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        with_both += "lr" in fields and "weight_decay" in fields
+        for key in ("lr", "weight_decay"):
+            if key in fields:
+                with pytest.raises(ValueError, match=key):
+                    cls(**{key: float("nan")})
+        if "weight_decay" in fields:
+            with pytest.raises(ValueError, match="weight_decay: expected a weight decay >= 0"):
+                cls(weight_decay=-1e-4)
+        if "lr" in fields:
+            with pytest.raises(ValueError, match="lr"):
+                cls(lr=0.0)
+    assert with_both >= 15, with_both  # all built-in methods have both

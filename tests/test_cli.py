@@ -174,6 +174,27 @@ def test_layer_order_preset_yaml_set(dummy, tmp_path):
     assert dummy.runs[-1][0].dataset == "toy-big"
 
 
+def test_metrics_json_is_strict_json_and_nan_survives_eval(dummy, tmp_path, monkeypatch):
+    """An undefined metric (NaN) is written as ``null`` (JSON has no NaN) and read back as NaN."""
+    real_run = dummy.run
+
+    def nan_run(cfg, ctx):
+        result = real_run(cfg, ctx)
+        return RunResult(metrics={**result.metrics, "auroc": float("nan")},
+                         embeddings=result.embeddings)
+
+    monkeypatch.setattr(registry.get_method("dummy"), "run", nan_run)
+    out = tmp_path / "nan"
+    assert _train("dummy", "--seeds", "2", "--out", str(out)) == 0
+    text = (out / "metrics.json").read_text()
+    assert "NaN" not in text
+    metrics = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert metrics["per_seed"][0]["auroc"] is None and metrics["per_seed"][0]["accuracy"] == 0.5
+    assert cli.main(["eval", str(out), "--no-progress", "--device", "cpu"]) == 0
+    after = json.loads((out / "metrics.json").read_text())
+    assert after["per_seed"][1]["auroc"] is None and after["per_seed"][0]["accuracy"] == 0.9
+
+
 def test_train_multi_seed_layout(dummy, tmp_path, capsys):
     out = tmp_path / "multi"
     assert _train("dummy", "--seeds", "3", "--out", str(out)) == 0
@@ -278,6 +299,9 @@ def test_eval_errors(dummy, tmp_path, capsys):
     (["dummy", "--config", "missing.yaml"], r"config file not found: missing.yaml"),
     (["dummy", "--seeds", "0"], r"--seeds"),
     (["dummy", "--seed", "-1"], r"--seed"),
+    (["dummy", "--seeds", "10000000000"], r"--seeds: expected a number of seeds in \[1, 1000\]"),
+    (["dummy", "--seed", "4294967295"], r"--seed: expected an int in \[0, 2\*\*32 - 1024\]"),
+    (["dummy", "--seed", "4294966000", "--seeds", "500"], r"--seed \+ --seeds - 1"),
     ([], r"METHOD"),
 ])
 def test_train_errors_exit_2(dummy, tmp_path, capsys, args, expected):

@@ -50,3 +50,18 @@ def test_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch, capsys):
 def test_plot_missing_folder(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "nope")]) == 2
     assert "run_dir" in capsys.readouterr().err
+
+
+def test_cut_off_last_log_line_is_skipped_a_broken_one_is_named(tmp_path, capsys):
+    from contrastkit.plotting import read_logs
+    run = _fake_run(tmp_path)
+    log = run / "seed-1" / "log.jsonl"
+    log.write_text(log.read_text() + '{"epoch": 10, "lo')  # killed mid-write
+    with pytest.warns(UserWarning, match=r"seed-1/log.jsonl:11: skipping an incomplete last"):
+        assert len(read_logs(run)["seed 1"]) == 10
+    lines = log.read_text().splitlines()
+    lines[3] = lines[3][:-5]
+    log.write_text("\n".join(lines) + "\n")
+    assert main(["plot", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "seed-1/log.jsonl:4: expected one JSON object per line" in err and "Traceback" not in err

@@ -135,3 +135,36 @@ def check_ints(owner: Any, names: Sequence[str], *, minimum: int = 1,
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             raise ValueError(f"{name}: expected {kind}{' or None' if allow_none else ''}, "
                              f"got {v!r}")
+
+
+def check_config_numbers(config: Any) -> None:
+    """Check the float hyperparameters of a config dataclass by their names.
+
+    Every float field (and every float in a list/tuple field) must be finite: NaN or infinity
+    is never a usable hyperparameter and would otherwise surface as a NaN loss many steps
+    later. By name: ``lr`` and ``*_lr`` must be > 0, ``*weight_decay`` >= 0, and a field whose
+    name contains ``dropout`` must lie in [0, 1].
+
+    Args:
+        config: a dataclass instance (a method's configuration).
+
+    Raises:
+        ValueError: naming the field, what was expected and what came.
+    """
+    import dataclasses
+    import math
+
+    for field in dataclasses.fields(config):
+        name, value = field.name, getattr(config, field.name)
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, float):
+                continue
+            if not math.isfinite(item):
+                raise ValueError(f"{name}: expected a finite number, got {value!r}")
+            if (name == "lr" or name.endswith("_lr")) and item <= 0:
+                raise ValueError(f"{name}: expected a learning rate > 0, got {value!r}")
+            if name.endswith("weight_decay") and item < 0:
+                raise ValueError(f"{name}: expected a weight decay >= 0, got {value!r}")
+            if "dropout" in name and not 0.0 <= item <= 1.0:
+                raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")

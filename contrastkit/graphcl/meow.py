@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.checks import check_choice, check_positive, check_probability
+from ..core.checks import check_choice, check_config_numbers, check_positive, check_probability
 from ..core.engine import contrastive_loss
 from ..core.method import ContrastiveMethod
 from ..core.metrics import ari, kmeans, nmi
@@ -144,6 +144,7 @@ class MEOWConfig:
     checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
+        check_config_numbers(self)
         check_probability("feature_mask", self.feature_mask)
         check_probability("dropout", self.dropout)
         for p in self.edge_mask:
@@ -163,6 +164,8 @@ class MEOWConfig:
         if self.patience < 0 or self.weight_decay < 0 or self.proto_weight < 0:
             raise ValueError(f"patience, weight_decay, proto_weight: expected values >= 0, got "
                              f"{self.patience}, {self.weight_decay}, {self.proto_weight}")
+        if not self.eval_ratios:
+            raise ValueError("eval_ratios: expected one or more of [20, 40, 60], got []")
         for r in self.eval_ratios:
             check_choice("eval_ratios", int(r), (20, 40, 60))
 

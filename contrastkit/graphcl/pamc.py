@@ -86,7 +86,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
-from ..core.checks import check_choice, check_positive, check_ints
+from ..core.checks import check_choice, check_config_numbers, check_ints, check_positive
 from ..core.checkpoint import save_checkpoint
 from ..core.engine import contrastive_loss, pair_logsumexp
 from ..core.losses import positive_mass_loss
@@ -350,6 +350,7 @@ class PamCConfig:
     checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
+        check_config_numbers(self)
         check_choice("loss", self.loss, LOSSES)
         check_choice("empty_clusters", self.empty_clusters, EMPTY_CLUSTERS)
         check_choice("negatives", self.negatives, NEGATIVES)

@@ -54,7 +54,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import (add_self_loops, degree, is_undirected, remove_self_loops,
                                    to_undirected)
 
-from ..core.checks import check_choice, check_probability
+from ..core.checks import check_choice, check_config_numbers, check_probability
 
 __all__ = ["POTOptions", "POTBounds", "POTPlugin", "uniform_budgets", "adaptive_budgets",
            "node_degrees", "pot_bounds", "boundable_slope", "relaxation", "contrast_direction",
@@ -100,6 +100,7 @@ class POTOptions:
     pot_swap_masks: bool = False
 
     def __post_init__(self) -> None:
+        check_config_numbers(self)
         for name in ("pot", "pot_exact_chord", "pot_tight_lower", "pot_swap_masks"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name}: expected a bool, got {getattr(self, name)!r}")

@@ -119,7 +119,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.checks import check_choice, check_positive, check_tensor, check_ints
+from ..core.checks import check_choice, check_config_numbers, check_ints, check_positive, check_tensor
 from ..core.engine import contrastive_loss
 from ..core.method import ContrastiveMethod
 from ..core.trainer import Trainer
@@ -249,6 +249,7 @@ class AutoTCLConfig:
     max_svm_train: int = 10_000
 
     def __post_init__(self) -> None:
+        check_config_numbers(self)
         check_ints(self, ("output_dims", "hidden_dims", "aug_dim", "aug_hidden_dims", "batch_size",
                           "max_train_length", "ratio_step", "encode_batch_size",
                           "max_ridge_samples", "max_svm_train"))

@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.checks import check_choice, check_positive, check_tensor, check_ints
+from ..core.checks import check_choice, check_config_numbers, check_ints, check_positive, check_tensor
 from ..core.engine import contrastive_loss
 from ..core.method import ContrastiveMethod
 from ..core.pairs import Pairs
@@ -146,6 +146,7 @@ class COMETConfig:
     fold_seed: int = 0
 
     def __post_init__(self) -> None:
+        check_config_numbers(self)
         check_choice("variant", self.variant, VARIANTS)
         check_choice("weighting", self.weighting, ("code", "paper"))
         check_choice("shuffle", self.shuffle, ("trial", "random"))
@@ -172,6 +173,7 @@ class COMETConfig:
             check_positive(name, getattr(self, name))
         check_ints(self, ("window", "output_dims", "hidden_dims", "epochs", "batch_size",
                           "finetune_batch_size", "n_folds"))
+        check_ints(self, ("depth", "batch_seed", "swa_start_epoch", "fold_seed"), minimum=0)
         if not 0 <= self.overlap < 1:
             raise ValueError(f"overlap: expected a float in [0, 1), got {self.overlap}")
         if not -1 <= self.fold < self.n_folds:

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.checks import check_choice, check_positive, check_probability, check_ints
+from ..core.checks import check_choice, check_config_numbers, check_ints, check_positive, check_probability
 from ..core.losses import nt_xent
 from ..core.method import ContrastiveMethod
 from ..core.ranking import ranking_metrics, rank_users
@@ -124,6 +124,7 @@ class SeqRecConfig:
     checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
+        check_config_numbers(self)
         check_ints(self, ("epochs", "batch_size", "hidden_size", "num_layers", "num_heads",
                           "inner_size", "max_len", "patience", "eval_batch_size", "length_groups"))
         if self.hidden_size % self.num_heads:

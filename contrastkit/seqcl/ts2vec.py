@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..core.checks import check_choice, check_positive, check_tensor, check_ints
+from ..core.checks import check_choice, check_config_numbers, check_ints, check_positive, check_tensor
 from ..core.method import ContrastiveMethod
 from ..core.trainer import Trainer
 from ..registry import MethodSpec, RunContext, RunResult, register
@@ -115,6 +115,7 @@ class TS2VecConfig:
     max_svm_train: int = 10_000
 
     def __post_init__(self) -> None:
+        check_config_numbers(self)
         check_ints(self, ("output_dims", "hidden_dims", "batch_size", "max_train_length",
                           "encode_batch_size", "max_ridge_samples", "max_svm_train"))
         check_ints(self, ("depth", "temporal_unit", "sliding_padding"), minimum=0)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core import distributed as dist_utils
-from ..core.checks import check_choice, check_ints, check_positive, check_probability
+from ..core.checks import check_choice, check_config_numbers, check_ints, check_positive, check_probability
 from ..core.method import ContrastiveMethod
 from ..core.trainer import Trainer
 from ..registry import MethodSpec, RunContext, RunResult, register
@@ -122,6 +122,7 @@ class VisionConfig:
     eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
+        check_config_numbers(self)
         check_choice("backbone", self.backbone, ("auto", "resnet18", "small_cnn"))
         check_choice("optimizer", self.optimizer, ("sgd", "adam"))
         check_choice("schedule", self.schedule, ("cosine", "constant"))

@@ -198,6 +198,8 @@ class SimCLRConfig(VisionConfig):
                      "amcl_warmup_temperature",
                      "cacr_pos_temperature", "cacr_neg_temperature"):
             check_positive(name, getattr(self, name))
+        for name in ("cacr_alpha", "cacr_beta", "amcl_beta"):
+            check_positive(name, getattr(self, name), allow_zero=True)
         check_choice("amcl_regularizer", self.amcl_regularizer, ("symmetric", "gaussian", "table"))
         if self.amcl_tau_min >= self.amcl_tau_max:
             raise ValueError(f"amcl_tau_min/amcl_tau_max: expected min < max, got "
