@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,35 @@ def test_forecast_bad_input_is_one_clear_error(tmp_path, capsys, args, match):
         argv += [k, v]
     assert main(argv) == 2
     assert match in capsys.readouterr().err
+
+
+def _lines_edit(path, edit):
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(edit(lines)) + "\n")
+    return path
+
+
+def _set_field(lines, row, col, value):
+    parts = lines[row].split(",")
+    parts[col] = value
+    lines[row] = ",".join(parts)
+    return lines
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda ls: ls[:300], r"csv: expected at least 345 rows for horizon 6 .* got 299 rows"),
+    (lambda ls: ["date,load,load", *ls[1:]], r"expected distinct column names .*'load'"),
+    (lambda ls: _set_field(ls, 51, 1, "inf"), r"line 52: column 'load': expected a finite number"),
+    (lambda ls: [ls[0], *(",".join([r.split(",")[0], "", r.split(",")[2]]) for r in ls[1:])],
+     r"target: column 'load' .* has no values"),
+    (lambda ls: _set_field(_set_field(ls, 800, 1, ""), 801, 1, "nan"),
+     r"target: column 'load' .* missing 2 values \(CSV lines \[801, 802\]\)"),
+])
+def test_forecast_csv_problems_are_named_before_training(tmp_path, capsys, edit, match):
+    csv = _lines_edit(_csv(tmp_path / "load.csv"), edit)
+    argv = ["forecast", "--csv", str(csv), "--target", "load", "--horizon", "6",
+            "--no-progress", "--set", "iters=100000"]  # an error after training would hang here
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert re.search(match, err), err

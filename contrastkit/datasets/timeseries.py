@@ -210,7 +210,13 @@ def read_csv_columns(path: str | Path) -> tuple[list, list[str], np.ndarray]:
     """Read a forecasting CSV with a leading ``date`` column (``.gz`` works; no pandas needed).
 
     Returns:
-        ``(dates [T] datetime, column names [F], values [T, F] float64)`` (empty fields -> NaN).
+        ``(dates [T] datetime, column names [F], values [T, F] float64)`` (empty fields and
+        ``nan`` -> NaN, i.e. missing).
+
+    Raises:
+        ValueError: naming the file, line and column: no ``date`` header, a repeated column
+            name, a row of the wrong length, a bad date, a field that is not a number or is
+            infinite.
     """
     import csv
     import datetime as dt
@@ -222,6 +228,11 @@ def read_csv_columns(path: str | Path) -> tuple[list, list[str], np.ndarray]:
         if not header or header[0].strip().lower() != "date":
             raise ValueError(f"{path}: expected a header whose first column is 'date', got "
                              f"{header[:1] or 'an empty file'}")
+        names = [h.strip() for h in header]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{path}: expected distinct column names in the header, got "
+                             f"{', '.join(map(repr, twice))} more than once")
         dates, vals = [], []
         for line, r in enumerate(rows, start=2):
             if not r:
@@ -235,12 +246,17 @@ def read_csv_columns(path: str | Path) -> tuple[list, list[str], np.ndarray]:
                 raise ValueError(f"{path}, line {line}: date: expected an ISO date-time "
                                  f"(e.g. 2016-07-01 00:00:00), got {r[0]!r}") from None
             try:
-                vals.append([float(v) if v.strip() else np.nan for v in r[1:]])
+                row = [float(v) if v.strip() else np.nan for v in r[1:]]
             except ValueError:  # name the first field that is not a number
                 name, v = next((n, v) for n, v in zip(header[1:], r[1:])
                                if v.strip() and not _is_float(v))
                 raise ValueError(f"{path}, line {line}: column {name.strip()!r}: expected a "
                                  f"number (or an empty field for missing), got {v!r}") from None
+            for name, x, v in zip(header[1:], row, r[1:]):
+                if x in (np.inf, -np.inf):
+                    raise ValueError(f"{path}, line {line}: column {name.strip()!r}: expected a "
+                                     f"finite number (or an empty field for missing), got {v!r}")
+            vals.append(row)
     if not dates:
         raise ValueError(f"{path}: expected at least one data row after the header, got none")
     return dates, [h.strip() for h in header[1:]], np.asarray(vals, dtype=np.float64)
@@ -287,6 +303,9 @@ def load_forecast_csv(path: str | Path, *, name: str = "custom", target: str = "
                              f"got {target!r}")
         j = columns.index(target)
         columns, values = [target], values[:, j:j + 1]
+        if bool(np.isnan(values).all()):
+            raise ValueError(f"target: column {target!r} of {path} has no values (every field "
+                             f"empty)")
     train, valid, test = forecast_splits(len(dates), split)
     if test.stop > len(dates):
         raise ValueError(f"{path}: expected at least {test.stop} rows for the {split!r} split, "

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from .ts2vec import (TS2VecConfig, encode_causal, eval_forecasting, fit, last_va
                      ridge_for_horizon)
 
 __all__ = ["ForecastResult", "forecast_csv", "plot_forecast"]
+
+_PADDING = 200  # warm-up steps the ridge forecaster drops (ridge_for_horizon's default)
 
 
 @dataclass
@@ -80,10 +83,7 @@ def forecast_csv(csv: str | Path, target: str, horizon: int, *,
     config = build_config(TS2VecConfig, {"dataset": "custom"}, overrides or {})
     data = load_forecast_csv(csv, name=csv.stem, target=target, split="ratio",
                              pred_lens=(horizon,), univariate=True)
-    n_test = data.data.shape[1] - data.test_slice.start
-    if n_test <= horizon:
-        raise ValueError(f"horizon: expected fewer steps than the {n_test} test rows of {csv} "
-                         f"(the last 20 %), got {horizon}")
+    _check_forecast_rows(csv, target, horizon, data)
     method, _ = fit(config, data.train_data, seed=seed, device=device, progress=progress)
     encoder = method.downstream_encoder()
     reprs = encode_causal(encoder, data.data).numpy()            # [1, T, D]
@@ -102,6 +102,33 @@ def forecast_csv(csv: str | Path, target: str, horizon: int, *,
     if png is not None:
         plot_forecast(result, png, title=f"{csv.name}: {target}, H = {horizon}")
     return result
+
+
+def _check_forecast_rows(csv: Path, target: str, horizon: int, data: Any,
+                         padding: int = _PADDING) -> None:
+    """Enough rows for the ridge protocol and a target without gaps, or a ``ValueError`` that
+    says what the CSV lacks (checked before any training)."""
+    n = data.data.shape[1]
+    n_train = data.train_slice.stop
+    n_valid = data.valid_slice.stop - data.valid_slice.start
+    n_test = n - data.test_slice.start
+    if n_train <= padding + horizon:
+        need = math.ceil((padding + horizon + 1) / 0.6)
+        while int(need * 0.6) <= padding + horizon:  # the split's own rounding
+            need += 1
+        raise ValueError(f"csv: expected at least {need} rows for horizon {horizon} (the first "
+                         f"60 % train the forecaster after {padding} warm-up steps), got {n} rows "
+                         f"in {csv}")
+    if min(n_valid, n_test) <= horizon:
+        raise ValueError(f"horizon: expected fewer steps than the {min(n_valid, n_test)} rows of "
+                         f"the validation / test parts of {csv} (20 % each), got {horizon}")
+    y = data.targets[0, :, 0]
+    missing = np.flatnonzero(np.isnan(y))
+    if missing.size:  # the ridge forecaster is fitted, selected and scored on the target
+        lines = (missing[:5] + 2).tolist()  # after the header, 1-based
+        raise ValueError(f"target: column {target!r} of {csv} is missing {missing.size} values "
+                         f"(CSV lines {lines}{' ...' if missing.size > 5 else ''}); the "
+                         f"forecaster is fitted and scored on it: fill or drop those rows")
 
 
 def plot_forecast(result: ForecastResult, png: str | Path, title: str = "") -> Path:
