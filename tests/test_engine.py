@@ -283,9 +283,10 @@ def test_empty_rows_give_zero_not_nan():
     lab_b = torch.zeros(M, dtype=torch.long)
     out = contrastive_loss(a, b, positives=SameLabel(lab_a, lab_b), reduction="none", block_size=3)
     assert torch.isfinite(out).all() and (out[1:] == 0).all() and out[0] > 0
-    # every candidate excluded: loss 0, gradient 0, no NaN
+    # every candidate excluded: loss 0, gradient 0, no NaN, and a warning that says so
     excl = torch.stack(torch.meshgrid(torch.arange(N), torch.arange(M), indexing="ij")).reshape(2, -1)
-    loss = contrastive_loss(a, b, exclude=excl, block_size=4)
+    with pytest.warns(RuntimeWarning, match="no anchor has a positive and a non-empty denom"):
+        loss = contrastive_loss(a, b, exclude=excl, block_size=4)
     (ga,) = torch.autograd.grad(loss, [a])
     assert float(loss.detach()) == 0.0 and torch.isfinite(ga).all()
 
@@ -640,3 +641,18 @@ def test_positive_mass_loss_matches_literal_reference():
                     assert x is None or torch.count_nonzero(x) == 0
                 else:
                     torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10)
+
+
+def test_a_loss_that_cannot_have_positives_is_named():
+    a, b, _ = _data(10)
+    with pytest.raises(ValueError, match="positives: 'aligned' pairs anchor i with candidate i"):
+        contrastive_loss(a)  # self-comparison: each anchor's only positive is itself
+    assert torch.isfinite(contrastive_loss(a, diagonal="negative"))  # the self pair kept: fine
+    with pytest.warns(RuntimeWarning, match="no anchor has a positive"):
+        assert float(contrastive_loss(a, b, positives=None)) == 0.0
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="diagonal: expected a finite"):
+            contrastive_loss(a, positives=SameLabel(torch.arange(N) % 3), diagonal=bad)
+    for name in ("normalize_weights", "positive_mean"):
+        with pytest.raises(TypeError, match=f"{name}: expected a bool, got 'no'"):
+            contrastive_loss(a, b, **{name: "no"})

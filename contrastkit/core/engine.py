@@ -740,6 +740,18 @@ def row_statistics(
     elif isinstance(diagonal, bool) or not isinstance(diagonal, (int, float)):
         raise TypeError(f"diagonal: expected 'exclude', 'negative' or a fixed logit (float), got "
                         f"{type(diagonal).__name__}")
+    elif not math.isfinite(diagonal):
+        raise ValueError(f"diagonal: expected a finite fixed logit, got {diagonal}")
+    for name, flag in (("normalize_weights", normalize_weights),
+                       ("positives_in_denominator", positives_in_denominator),
+                       ("need_pos_lse", need_pos_lse)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name}: expected a bool, got {flag!r}")
+    if self_contrast and isinstance(positives, str) and positives == "aligned" \
+            and diagonal == "exclude":
+        raise ValueError("positives: 'aligned' pairs anchor i with candidate i, which with "
+                         "candidates=None is the anchor itself, removed by diagonal='exclude': "
+                         "pass the other view as candidates, or positives as labels or pairs")
     N, M = anchors.size(-2), candidates.size(-2)
     pos = as_selector(positives, "positives")
     excl = as_selector(exclude, "exclude")
@@ -797,6 +809,8 @@ def reduce_rows(stats: RowStats, form: str = "infonce", reduction: str = "mean",
     """
     check_choice("form", form, FORMS)
     check_choice("reduction", reduction, REDUCTIONS)
+    if not isinstance(positive_mean, bool):
+        raise TypeError(f"positive_mean: expected a bool, got {positive_mean!r}")
     lse, P, Q, plse, dcount = stats.lse, stats.pos_sum, stats.pos_count, stats.pos_lse, stats.den_count
     has_den = dcount > 0
     if form in ("infonce", "supcon", "decoupled"):
@@ -812,6 +826,11 @@ def reduce_rows(stats: RowStats, form: str = "infonce", reduction: str = "mean",
         valid = has_den
         per_row = lse
     per_row = torch.where(valid, per_row, torch.zeros_like(per_row))
+    if not bool(valid.any()):
+        warnings.warn(f"contrastive loss ({form!r}): no anchor has "
+                      f"{'a positive and ' if form not in ('soft_targets', 'log_partition') else ''}"
+                      f"a non-empty denominator, so the loss is 0 with no gradient; check "
+                      f"positives / exclude / negative_weight", RuntimeWarning, stacklevel=2)
     if reduction == "none":
         return per_row
     if reduction == "sum":
