@@ -149,3 +149,40 @@ def test_configs_reject_non_finite_and_out_of_range_hyperparameters():
             with pytest.raises(ValueError, match="lr"):
                 cls(lr=0.0)
     assert with_both >= 15, with_both  # all built-in methods have both
+
+
+def _views(n=8, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+
+
+def _with_nan(z):
+    z = z.clone()
+    z[0, 0] = float("nan")
+    return z
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda L, a, b: L.nt_xent(a[:, :0], b[:, :0]), ValueError, r"z1: expected a feature size"),
+    (lambda L, a, b: L.decoupled_loss(a[None], b[None]), ValueError, r"z1: expected a 2-D"),
+    (lambda L, a, b: L.decoupled_loss([1.0], [1.0]), TypeError, r"z1: expected a torch.Tensor"),
+    (lambda L, a, b: L.simple_contrastive_loss(_with_nan(a), b), ValueError, r"z1: expected fin"),
+    (lambda L, a, b: L.simple_contrastive_loss(a[:0], b[:0]), ValueError, r"z1: .* one row"),
+    (lambda L, a, b: L.alignment_loss(_with_nan(a), b), ValueError, r"z1: expected finite"),
+    (lambda L, a, b: L.amcl_loss(_with_nan(a), b, 0.1), ValueError, r"z1: expected finite"),
+    (lambda L, a, b: L.dclw_weights(_with_nan(a), b), ValueError, r"z1: expected finite"),
+    (lambda L, a, b: L.tolerance(_with_nan(a), torch.arange(8) % 3), ValueError, r"z: expected"),
+    (lambda L, a, b: L.negative_weight_stats(_with_nan(a)), ValueError, r"anchors: expected fin"),
+    (lambda L, a, b: L.moco_score_stats(a, b, a[:0]), ValueError, r"non-empty queue"),
+    (lambda L, a, b: L.mochi_loss(a[:0], b[:0], a), ValueError, r"query: .* one row"),
+    (lambda L, a, b: L.amcl_regularizer(torch.tensor([-1.0]), 4), ValueError, r"tau: expected"),
+    (lambda L, a, b: L.info_nce(a * 1e19, b * 1e19, similarity="dot"), ValueError,
+     r"logits overflowed"),
+    (lambda L, a, b: L.nt_xent(a, b, temperature=1e-40), ValueError,
+     r"temperature: expected a value whose inverse fits torch.float32"),
+])
+def test_losses_name_bad_embeddings(call, error, match):
+    import contrastkit.core.losses as L
+    a, b = _views()
+    with pytest.raises(error, match=match):
+        call(L, a, b)

@@ -30,6 +30,18 @@ def check_tensor(name: str, value: Any, *, ndim: int | Sequence[int] | None = No
     return value
 
 
+def check_embeddings(name: str, value: Any, *, ndim: int | Sequence[int] | None = 2) -> Tensor:
+    """Check a floating-point embedding tensor ``[..., N, D]``: the rank, at least one row, a
+    feature size ``D >= 1`` and finite values; return it."""
+    check_tensor(name, value, ndim=ndim, floating=True)
+    if value.dim() >= 1 and value.size(-1) == 0:
+        raise ValueError(f"{name}: expected a feature size >= 1 (last dimension), got shape "
+                         f"{tuple(value.shape)}")
+    if value.dim() >= 2 and value.size(-2) == 0:
+        raise ValueError(f"{name}: expected at least one row, got shape {tuple(value.shape)}")
+    return check_finite(name, value)
+
+
 def check_finite(name: str, value: Tensor) -> Tensor:
     """Raise ``ValueError`` if ``value`` holds NaN or infinite entries."""
     if value.is_floating_point() and not bool(torch.isfinite(value).all()):
@@ -75,10 +87,18 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
 
 
 def check_same_shape(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
-    """Raise ``ValueError`` if two tensors differ in shape."""
+    """Raise ``ValueError`` if two tensors differ in shape or device."""
     if a.shape != b.shape:
         raise ValueError(f"{name_a} and {name_b}: expected the same shape, got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
+    check_same_device(name_a, a, name_b, b)
+
+
+def check_same_device(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
+    """Raise ``ValueError`` if two tensors are on different devices."""
+    if a.device != b.device:
+        raise ValueError(f"{name_a} and {name_b}: expected tensors on one device, got "
+                         f"{a.device} and {b.device}")
 
 
 def check_weights(name: str, value: Tensor) -> Tensor:
@@ -114,9 +134,19 @@ def scalar_temperature(temperature: Any, dtype: torch.dtype, device: Any) -> Ten
             raise ValueError(f"temperature: expected a scalar, got shape "
                              f"{tuple(temperature.shape)}")
         check_positive("temperature", temperature.detach())
-        return temperature.reshape(()).to(dtype=dtype, device=device)
+        return check_temperature_range(temperature.reshape(()).to(dtype=dtype, device=device))
     check_positive("temperature", temperature)
-    return torch.tensor(float(temperature), dtype=dtype, device=device)
+    return check_temperature_range(torch.tensor(float(temperature), dtype=dtype, device=device))
+
+
+def check_temperature_range(tau: Tensor) -> Tensor:
+    """Raise ``ValueError`` if a positive temperature is so small in its dtype that
+    ``1 / temperature`` overflows (the logits would be infinite); return ``tau``."""
+    if not bool(torch.isfinite(1.0 / tau.detach()).all()):
+        raise ValueError(f"temperature: expected a value whose inverse fits {tau.dtype} "
+                         f"(>= {1.0 / torch.finfo(tau.dtype).max:.3g}), got minimum "
+                         f"{float(tau.detach().min()):.3g}")
+    return tau
 
 
 def check_ints(owner: Any, names: Sequence[str], *, minimum: int = 1,

@@ -51,7 +51,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .checks import check_choice, check_finite, check_positive, check_tensor
+from .checks import (check_choice, check_finite, check_positive, check_same_device,
+                     check_temperature_range, check_tensor)
 from .pairs import PairSelector, as_selector
 from .similarity import SIMILARITIES, get_similarity
 from .weights import NegativeWeight, as_weight
@@ -647,9 +648,10 @@ def _as_temperature(temperature: Any, num_candidates: int, like: Tensor) -> Tens
                              f"([{num_candidates}]), got shape {tuple(temperature.shape)}")
         check_positive("temperature", temperature.detach())
         t = temperature.to(device=like.device, dtype=like.dtype)
-        return t.reshape(()) if t.numel() == 1 and t.dim() == 1 else t
+        return check_temperature_range(t.reshape(()) if t.numel() == 1 and t.dim() == 1 else t)
     check_positive("temperature", temperature)
-    return torch.tensor(float(temperature), dtype=like.dtype, device=like.device)
+    return check_temperature_range(torch.tensor(float(temperature), dtype=like.dtype,
+                                                device=like.device))
 
 
 def _fused_stats(plan: _Plan, a: Tensor, b: Tensor, tau: Tensor, input_dtype: torch.dtype,
@@ -733,6 +735,7 @@ def row_statistics(
                              + f" like anchors, got shape {tuple(candidates.shape)}")
         if candidates.size(-2) == 0:
             raise ValueError("candidates: expected at least one row, got an empty tensor")
+        check_same_device("anchors", anchors, "candidates", candidates)
         check_finite("candidates", candidates)
     check_choice("similarity", similarity, SIMILARITIES)
     if isinstance(diagonal, str):
@@ -826,7 +829,12 @@ def reduce_rows(stats: RowStats, form: str = "infonce", reduction: str = "mean",
         valid = has_den
         per_row = lse
     per_row = torch.where(valid, per_row, torch.zeros_like(per_row))
-    if not bool(valid.any()):
+    any_valid, finite = torch.stack([valid.any(), torch.isfinite(per_row).all()]).tolist()
+    if not finite:
+        raise ValueError(f"contrastive loss ({form!r}): the logits overflowed (similarity / "
+                         f"temperature beyond the float range of the inputs); normalise the "
+                         f"embeddings, use similarity='cosine' or a larger temperature")
+    if not any_valid:
         warnings.warn(f"contrastive loss ({form!r}): no anchor has "
                       f"{'a positive and ' if form not in ('soft_targets', 'log_partition') else ''}"
                       f"a non-empty denominator, so the loss is 0 with no gradient; check "

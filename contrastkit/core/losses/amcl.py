@@ -60,7 +60,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_choice, check_int, check_positive, check_tensor
+from ..checks import check_choice, check_embeddings, check_int, check_positive, check_tensor
 
 __all__ = ["MultiHeadProjector", "AdaptiveTemperature", "amcl_regularizer", "amcl_loss",
            "AMCLLoss"]
@@ -89,7 +89,9 @@ class MultiHeadProjector(nn.Module):
 
 
 def amcl_regularizer(tau: Tensor, dim: int) -> Tensor:
-    r"""``Omega(tau) = (dim / 2) log(tau) + 1 / tau`` (elementwise)."""
+    r"""``Omega(tau) = (dim / 2) log(tau) + 1 / tau`` (elementwise; ``tau > 0``)."""
+    check_tensor("tau", tau, floating=True)
+    check_positive("tau", tau.detach())
     return 0.5 * dim * torch.log(tau) + 1.0 / tau
 
 
@@ -114,8 +116,8 @@ class AdaptiveTemperature(nn.Module):
                                  nn.Linear(hidden, 1))
 
     def forward(self, za: Tensor, zb: Tensor) -> Tensor:
-        check_tensor("za", za, floating=True)
-        check_tensor("zb", zb, floating=True)
+        check_embeddings("za", za, ndim=None)
+        check_embeddings("zb", zb, ndim=None)
         if za.shape != zb.shape or za.size(-1) != self.dim:
             raise ValueError(f"za, zb: expected equal shapes [..., {self.dim}], got "
                              f"{tuple(za.shape)} and {tuple(zb.shape)}")
@@ -127,8 +129,8 @@ class AdaptiveTemperature(nn.Module):
         """Temperatures of every pair, ``[M, D] x [N, D] -> [M, N]``, equal to ``forward`` on
         the expanded pairs but with the first layer split (``W [a; b] = W_a a + W_b b``), so the
         cost is ``O(M N hidden)`` instead of ``O(M N D hidden)``."""
-        check_tensor("za", za, ndim=2, floating=True)
-        check_tensor("zb", zb, ndim=2, floating=True)
+        check_embeddings("za", za, ndim=2)
+        check_embeddings("zb", zb, ndim=2)
         if za.size(1) != self.dim or zb.size(1) != self.dim:
             raise ValueError(f"za, zb: expected [*, {self.dim}], got {tuple(za.shape)} and "
                              f"{tuple(zb.shape)}")
@@ -211,8 +213,8 @@ def amcl_loss(z1: Tensor, z2: Tensor, temperature: Any, *, beta: float = 0.1,
             ``"none"`` (``[2M]`` per anchor, view-1 anchors first, summed over heads).
         block_size: anchors per block of the no-grad arg-max search.
     """
-    check_tensor("z1", z1, ndim=(2, 3), floating=True)
-    check_tensor("z2", z2, ndim=(2, 3), floating=True)
+    check_embeddings("z1", z1, ndim=(2, 3))
+    check_embeddings("z2", z2, ndim=(2, 3))
     if z1.shape != z2.shape:
         raise ValueError(f"z1 and z2: expected the same shape, got {tuple(z1.shape)} and "
                          f"{tuple(z2.shape)}")

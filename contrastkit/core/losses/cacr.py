@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_positive, check_tensor
+from ..checks import check_embeddings, check_positive
 from ..engine import row_statistics
 from ..weights import BlockWeight
 
@@ -100,7 +100,7 @@ def cacr_loss(z: Tensor, *, alpha: float = 1.0, beta: float = 1.0, pos_temperatu
     Returns:
         ``L_CA + L_CR``, or ``(total, L_CA, L_CR)``.
     """
-    check_tensor("z", z, ndim=3, floating=True)
+    check_embeddings("z", z, ndim=3)
     V, M, _ = z.shape
     if V < 2 or M < 2:
         raise ValueError(f"z: expected [V, M, D] with V >= 2 views and M >= 2 images, got shape "

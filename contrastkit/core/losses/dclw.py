@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_choice, check_positive, check_same_shape, check_tensor
+from ..checks import check_choice, check_embeddings, check_positive, check_same_shape
 from ..distributed import all_gather_with_grad, get_rank, is_distributed
 from ..engine import row_statistics
 from ..pairs import Pairs
@@ -39,8 +39,8 @@ __all__ = ["dclw_weights", "dclw_loss", "DCLWLoss"]
 
 
 def _check_views(z1: Any, z2: Any) -> None:
-    check_tensor("z1", z1, ndim=2, floating=True)
-    check_tensor("z2", z2, ndim=2, floating=True)
+    check_embeddings("z1", z1, ndim=2)
+    check_embeddings("z2", z2, ndim=2)
     check_same_shape("z1", z1, "z2", z2)
     if z1.size(0) < 2:
         raise ValueError(f"z1: expected at least 2 samples (DCL needs negatives), got shape "

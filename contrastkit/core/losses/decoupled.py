@@ -12,13 +12,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_same_shape
+from ..checks import check_embeddings, check_same_shape
 from ..engine import contrastive_loss
 
 
 def decoupled_loss(z1: Tensor, z2: Tensor, *, temperature: float | Tensor = 0.1,
                    similarity: str = "cosine", **kwargs: Any) -> Tensor:
     """Symmetric two-view DCL over ``z1, z2 [N, D]`` (every other row of both views negative)."""
+    check_embeddings("z1", z1)
+    check_embeddings("z2", z2)
     check_same_shape("z1", z1, "z2", z2)
     z = torch.cat([z1, z2], 0)
     return contrastive_loss(z, None, positives=z1.size(0), temperature=temperature,

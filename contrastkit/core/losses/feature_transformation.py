@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_choice, check_positive, check_tensor
+from ..checks import check_choice, check_embeddings, check_positive, check_tensor
 from .mochi import moco_loss
 
 __all__ = ["positive_extrapolation", "negative_interpolation", "ft_moco_loss",
@@ -99,8 +99,8 @@ def positive_extrapolation(query: Tensor, key: Tensor, *, alpha: float = 2.0,
     Returns:
         ``(q_hat, k_hat, lam)``.
     """
-    check_tensor("query", query, ndim=2, floating=True)
-    check_tensor("key", key, ndim=2, floating=True)
+    check_embeddings("query", query, ndim=2)
+    check_embeddings("key", key, ndim=2)
     if key.shape != query.shape:
         raise ValueError(f"key: expected shape {tuple(query.shape)} like query, got "
                          f"{tuple(key.shape)}")
@@ -164,8 +164,8 @@ def ft_moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: floa
     Other arguments as in :func:`positive_extrapolation`, :func:`negative_interpolation` and
     :func:`~contrastkit.core.losses.mochi.moco_loss`.
     """
-    check_tensor("query", query, ndim=2, floating=True)
-    check_tensor("key", key, ndim=2, floating=True)
+    check_embeddings("query", query, ndim=2)
+    check_embeddings("key", key, ndim=2)
     check_tensor("queue", queue, ndim=2, floating=True)
     check_positive("temperature", temperature)
     q = nn.functional.normalize(query, dim=1, eps=1e-12)
@@ -197,13 +197,14 @@ def moco_score_stats(query: Tensor, key: Tensor, queue: Tensor, *, temperature: 
     ``B x Q`` scores ``q_i . n_j``), ``exp_pos_mean = mean exp(pos / tau)`` and
     ``exp_neg_mean = mean exp(neg / tau)`` (the official code's logged curves).
     """
-    check_tensor("query", query, ndim=2, floating=True)
-    check_tensor("key", key, ndim=2, floating=True)
+    check_embeddings("query", query, ndim=2)
+    check_embeddings("key", key, ndim=2)
     check_tensor("queue", queue, ndim=2, floating=True)
     check_positive("temperature", temperature)
-    if key.shape != query.shape or queue.size(1) != query.size(1):
-        raise ValueError(f"key, queue: expected key {tuple(query.shape)} and queue [Q, "
-                         f"{query.size(1)}], got {tuple(key.shape)} and {tuple(queue.shape)}")
+    if key.shape != query.shape or queue.size(1) != query.size(1) or queue.size(0) == 0:
+        raise ValueError(f"key, queue: expected key {tuple(query.shape)} and a non-empty queue "
+                         f"[Q, {query.size(1)}], got {tuple(key.shape)} and "
+                         f"{tuple(queue.shape)}")
     q, k, n = (t.detach().to(torch.float64) for t in (query, key, queue))
     pos = (q * k).sum(1)
     s1 = s2 = e = 0.0

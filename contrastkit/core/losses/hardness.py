@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import (check_choice, check_positive, check_same_shape, check_tensor,
-                      scalar_temperature)
+from ..checks import (check_choice, check_embeddings, check_positive, check_same_shape,
+                      check_tensor, scalar_temperature)
 from ..engine import contrastive_loss, segment_logsumexp
 from ..pairs import PairSelector, as_selector
 from ..similarity import SIMILARITIES, get_similarity, paired_similarity
@@ -81,7 +81,7 @@ def hard_infonce_loss(anchors: Tensor, candidates: Tensor | None = None, *,
     Returns:
         Scalar loss, or ``[N]`` per anchor (0 for anchors without a positive).
     """
-    check_tensor("anchors", anchors, ndim=2, floating=True)
+    check_embeddings("anchors", anchors, ndim=2)
     self_contrast = candidates is None
     b = anchors if self_contrast else check_tensor("candidates", candidates, ndim=2,
                                                    floating=True)
@@ -169,8 +169,8 @@ def hard_nt_xent(z1: Tensor, z2: Tensor, *, temperature: float | Tensor = 0.5,
                  top_k: int | None = None, keep_fraction: float | None = None,
                  similarity: str = "cosine", reduction: str = "mean") -> Tensor:
     """Two-view (SimCLR) form of :func:`hard_infonce_loss` over ``[z1; z2]`` (``2B - 2`` negs)."""
-    check_tensor("z1", z1, ndim=2, floating=True)
-    check_tensor("z2", z2, ndim=2, floating=True)
+    check_embeddings("z1", z1, ndim=2)
+    check_embeddings("z2", z2, ndim=2)
     check_same_shape("z1", z1, "z2", z2)
     return hard_infonce_loss(torch.cat([z1, z2], 0), None, positives=z1.size(0),
                              temperature=temperature, top_k=top_k, keep_fraction=keep_fraction,
@@ -183,8 +183,8 @@ def simple_contrastive_loss(z1: Tensor, z2: Tensor, *, weight: float = 1.0) -> T
     Over the ``2B`` anchors of ``[z1; z2]`` (negatives: the other ``2B - 2`` rows), mean over
     anchors; ``O(B D)`` through ``sum_j s_ij = u_i^T sum_j u_j``.
     """
-    check_tensor("z1", z1, ndim=2, floating=True)
-    check_tensor("z2", z2, ndim=2, floating=True)
+    check_embeddings("z1", z1, ndim=2)
+    check_embeddings("z2", z2, ndim=2)
     check_same_shape("z1", z1, "z2", z2)
     check_positive("weight", weight, allow_zero=True)
     dtype = torch.promote_types(z1.dtype, torch.float32)
@@ -204,7 +204,7 @@ def uniformity_loss(z: Tensor, *, t: float = 2.0, block_size: int | None = None)
     and one more log-sum-exp over rows, so big ``N`` is processed in row blocks. The float metric
     :func:`contrastkit.core.metrics.uniformity` gives the same value without grad.
     """
-    check_tensor("z", z, ndim=2, floating=True)
+    check_embeddings("z", z, ndim=2)
     if z.size(0) < 2:
         raise ValueError(f"z: expected at least 2 rows, got shape {tuple(z.shape)}")
     check_positive("t", t)
@@ -219,8 +219,8 @@ def uniformity_loss(z: Tensor, *, t: float = 2.0, block_size: int | None = None)
 
 def alignment_loss(z1: Tensor, z2: Tensor, *, alpha: float = 2.0) -> Tensor:
     r"""Differentiable alignment ``mean_i ||u1_i - u2_i||^alpha`` on L2-normalised rows."""
-    check_tensor("z1", z1, ndim=2, floating=True)
-    check_tensor("z2", z2, ndim=2, floating=True)
+    check_embeddings("z1", z1, ndim=2)
+    check_embeddings("z2", z2, ndim=2)
     check_same_shape("z1", z1, "z2", z2)
     check_positive("alpha", alpha)
     dtype = torch.promote_types(z1.dtype, torch.float32)
@@ -238,7 +238,7 @@ def tolerance(z: Tensor, labels: Tensor, *, over: str = "same_label") -> float:
     ordered pairs ``x != y`` (smaller by the fraction of same-label pairs). ``O(N D)`` via
     ``sum_{i != j in c} s_ij = ||sum_{i in c} u_i||^2 - n_c``.
     """
-    check_tensor("z", z, ndim=2, floating=True)
+    check_embeddings("z", z, ndim=2)
     check_tensor("labels", labels, ndim=1, integer=True)
     check_choice("over", over, ("same_label", "all_pairs"))
     if labels.numel() != z.size(0):
@@ -275,7 +275,7 @@ def negative_weight_stats(anchors: Tensor, candidates: Tensor | None = None, *,
     Returns:
         ``{"pos_mean", "pos_std", "neg_mean", "neg_std", "neg_entropy", "effective_negatives"}``.
     """
-    check_tensor("anchors", anchors, ndim=2, floating=True)
+    check_embeddings("anchors", anchors, ndim=2)
     self_contrast = candidates is None
     b = anchors if self_contrast else check_tensor("candidates", candidates, ndim=2,
                                                    floating=True)

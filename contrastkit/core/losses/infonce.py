@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_same_shape, check_tensor
+from ..checks import check_embeddings, check_same_shape
 from ..distributed import all_gather_with_grad, get_rank, is_distributed
 from ..engine import contrastive_loss
 from ..pairs import Pairs
@@ -45,8 +45,8 @@ def nt_xent(z1: Tensor, z2: Tensor, *, temperature: float | Tensor = 0.5,
     Returns:
         Scalar loss (or ``[2N]`` per anchor with ``reduction="none"``).
     """
-    check_tensor("z1", z1, ndim=2, floating=True)
-    check_tensor("z2", z2, ndim=2, floating=True)
+    check_embeddings("z1", z1, ndim=2)
+    check_embeddings("z2", z2, ndim=2)
     check_same_shape("z1", z1, "z2", z2)
     if gather and is_distributed():
         return _gathered_nt_xent(z1, z2, temperature=temperature, similarity=similarity,

@@ -34,7 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_choice, check_int, check_positive, check_tensor, scalar_temperature
+from ..checks import (check_choice, check_embeddings, check_int, check_positive, check_tensor,
+                      scalar_temperature)
 from ..engine import row_statistics
 from ..similarity import SIMILARITIES, paired_similarity
 
@@ -112,8 +113,8 @@ def moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: float |
     Returns:
         Scalar loss (``[B]`` with ``reduction="none"``).
     """
-    check_tensor("query", query, ndim=2, floating=True)
-    check_tensor("key", key, ndim=2, floating=True)
+    check_embeddings("query", query, ndim=2)
+    check_embeddings("key", key, ndim=2)
     check_tensor("queue", queue, ndim=2, floating=True)
     if key.shape != query.shape:
         raise ValueError(f"key: expected shape {tuple(query.shape)} like query, got "
@@ -184,7 +185,7 @@ def mochi_negatives(query: Tensor, queue: Tensor, *, num_hard: int = 1024, num_m
     Returns:
         ``[B, s + s', D]`` synthetic negatives (float32 at least), or ``(negatives, info)``.
     """
-    check_tensor("query", query, ndim=2, floating=True)
+    check_embeddings("query", query, ndim=2)
     check_tensor("queue", queue, ndim=2, floating=True)
     if queue.size(0) == 0 or queue.size(1) != query.size(1):
         raise ValueError(f"queue: expected a non-empty [Q, {query.size(1)}] tensor, got shape "
@@ -291,7 +292,7 @@ class KeyQueue(nn.Module):
     @torch.no_grad()
     def enqueue(self, keys: Tensor, ids: Tensor | None = None) -> None:
         """Write ``keys [B, D]`` (normalised, detached) and their ``ids [B]`` (default ``-1``)."""
-        check_tensor("keys", keys, ndim=2, floating=True)
+        check_embeddings("keys", keys, ndim=2)
         Q, D = self.features.shape
         if keys.size(1) != D:
             raise ValueError(f"keys: expected feature size {D}, got shape {tuple(keys.shape)}")

@@ -58,7 +58,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_choice, check_positive, check_tensor, scalar_temperature
+from ..checks import check_choice, check_embeddings, check_positive, scalar_temperature
 from ..distributed import all_gather_with_grad, get_rank, is_distributed
 from ..engine import contrastive_loss, row_statistics
 from ..pairs import Pairs, SameLabel
@@ -70,7 +70,7 @@ __all__ = ["mv_infonce_loss", "mv_dhel_loss", "pwe_loss", "avg_loss", "pvc_loss"
 
 
 def _check_views(z: Any) -> Tensor:
-    check_tensor("z", z, ndim=3, floating=True)
+    check_embeddings("z", z, ndim=3)
     if z.size(0) < 2:
         raise ValueError(f"z: expected [V, N, D] with V >= 2 views, got shape {tuple(z.shape)}")
     if z.size(1) < 2:

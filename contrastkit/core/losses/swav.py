@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..checks import check_int, check_positive, check_tensor
+from ..checks import check_embeddings, check_int, check_positive, check_tensor
 from ..distributed import get_world_size, is_distributed
 
 __all__ = ["sinkhorn_knopp", "swav_loss", "SwAVLoss", "SwAVPrototypes"]
@@ -197,7 +197,7 @@ class SwAVPrototypes(nn.Module):
         self.weight.copy_(nn.functional.normalize(self.weight, dim=1))
 
     def forward(self, z: Tensor) -> Tensor:
-        check_tensor("z", z, ndim=2, floating=True)
+        check_embeddings("z", z, ndim=2)
         if z.size(1) != self.weight.size(1):
             raise ValueError(f"z: expected feature size {self.weight.size(1)}, got shape "
                              f"{tuple(z.shape)}")
