@@ -166,3 +166,15 @@ def test_registry_lists_adfsu():
     from contrastkit.datasets import canonical_name, get_spec
     assert canonical_name("ADFSU") == "adfsu"
     assert get_spec("adfsu").domain == "timeseries"
+
+
+def test_bad_patient_rows_and_labels_are_named():
+    rng = np.random.default_rng(0)
+    data = from_arrays([rng.standard_normal((1, 300, 2)) for _ in range(4)], [0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"patients: expected row indices in \[0, 4\) .* \[99\]"):
+        make_samples(data, [99])
+    with pytest.raises(TypeError, match="patients: expected a 1-D sequence"):
+        make_samples(data, [0.5])
+    for labels in ([0.0, 1.0, 0.0], [-1, 0, 1], []):
+        with pytest.raises(ValueError, match="labels: expected a non-empty 1-D array"):
+            patient_kfold(np.asarray(labels), 2)

@@ -247,7 +247,14 @@ def make_samples(data: PatientDataset, patients: Sequence[int] | np.ndarray | No
     if normalize not in ("trial", "none"):
         raise ValueError(f"normalize: expected 'trial' or 'none', got {normalize!r}")
     stride = max(1, int(round(window * (1 - overlap))))
-    rows = np.arange(data.num_patients) if patients is None else np.asarray(patients, np.int64)
+    rows = np.arange(data.num_patients) if patients is None else np.asarray(patients)
+    if rows.ndim != 1 or not (rows.size == 0 or np.issubdtype(rows.dtype, np.integer)):
+        raise TypeError(f"patients: expected a 1-D sequence of patient row indices (ints), got "
+                        f"shape {rows.shape} dtype {rows.dtype}")
+    bad = rows[(rows < 0) | (rows >= data.num_patients)]
+    if bad.size:
+        raise ValueError(f"patients: expected row indices in [0, {data.num_patients}) (rows of the "
+                         f"dataset, not patient ids), got {bad[:5].tolist()}")
     xs, ys, ps, ts = [], [], [], []
     for r in rows:
         pid = int(data.patient_ids[r])
@@ -278,6 +285,13 @@ def patient_kfold(labels: np.ndarray, n_splits: int = 5, seed: int = 0
     """
     from sklearn.model_selection import StratifiedKFold
     y = np.asarray(labels)
+    if y.ndim != 1 or y.size == 0 or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise ValueError(f"labels: expected a non-empty 1-D array of non-negative integer class "
+                         f"labels (one per patient), got shape {y.shape} dtype {y.dtype}"
+                         + (f" minimum {y.min()}" if y.size and np.issubdtype(y.dtype, np.number)
+                            else ""))
+    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)):
+        raise TypeError(f"n_splits: expected an int, got {n_splits!r}")
     counts = np.bincount(y)
     if n_splits < 2 or counts[counts > 0].min() < n_splits:
         raise ValueError(f"n_splits: expected 2 <= n_splits <= the smallest class's patient "
