@@ -136,16 +136,23 @@ def scalar_temperature(temperature: Any, dtype: torch.dtype, device: Any) -> Ten
         check_positive("temperature", temperature.detach())
         return check_temperature_range(temperature.reshape(()).to(dtype=dtype, device=device))
     check_positive("temperature", temperature)
-    return check_temperature_range(torch.tensor(float(temperature), dtype=dtype, device=device))
+    check_temperature_range(float(temperature), dtype)
+    return torch.tensor(float(temperature), dtype=dtype, device=device)
 
 
-def check_temperature_range(tau: Tensor) -> Tensor:
-    """Raise ``ValueError`` if a positive temperature is so small in its dtype that
-    ``1 / temperature`` overflows (the logits would be infinite); return ``tau``."""
-    if not bool(torch.isfinite(1.0 / tau.detach()).all()):
-        raise ValueError(f"temperature: expected a value whose inverse fits {tau.dtype} "
-                         f"(>= {1.0 / torch.finfo(tau.dtype).max:.3g}), got minimum "
-                         f"{float(tau.detach().min()):.3g}")
+def check_temperature_range(tau: Tensor | float, dtype: torch.dtype | None = None
+                            ) -> Tensor | float:
+    """Raise ``ValueError`` if a positive temperature (a float for ``dtype``, or a tensor in
+    its own dtype) is so small that ``1 / temperature`` overflows, which would make the logits
+    infinite; return ``tau``. A float is checked without touching a device."""
+    if isinstance(tau, Tensor):
+        dtype, low = tau.dtype, float(tau.detach().min())  # callers already sync on tau > 0
+    else:
+        low = float(tau)
+    limit = 1.0 / torch.finfo(dtype).max
+    if low < limit:
+        raise ValueError(f"temperature: expected a value whose inverse fits {dtype} "
+                         f"(>= {limit:.3g}), got {low:.3g}")
     return tau
 
 

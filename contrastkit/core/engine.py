@@ -650,8 +650,8 @@ def _as_temperature(temperature: Any, num_candidates: int, like: Tensor) -> Tens
         t = temperature.to(device=like.device, dtype=like.dtype)
         return check_temperature_range(t.reshape(()) if t.numel() == 1 and t.dim() == 1 else t)
     check_positive("temperature", temperature)
-    return check_temperature_range(torch.tensor(float(temperature), dtype=like.dtype,
-                                                device=like.device))
+    check_temperature_range(float(temperature), like.dtype)
+    return torch.tensor(float(temperature), dtype=like.dtype, device=like.device)
 
 
 def _fused_stats(plan: _Plan, a: Tensor, b: Tensor, tau: Tensor, input_dtype: torch.dtype,
