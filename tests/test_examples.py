@@ -102,6 +102,8 @@ def test_vision_fashion_mnist(tmp_path):
         skip_without_data("Fashion-MNIST files absent (apt-get install dataset-fashion-mnist)")
     out = _run("vision_fashion_mnist.py", "--subset", "512", "--epochs", "1", "--out",
                str(tmp_path / "v"), cwd=tmp_path)
+    # a smoke test of the script (its kNN read-out and plot): 512 images for one epoch do not
+    # beat the random initialisation; learning is asserted in tests/test_vision.py
     assert 0.3 < _number(r"random init: kNN top-1 ([0-9.]+)", out) < 1  # measured 0.649
     assert 0.3 < _number(r"epoch 0: loss [0-9.]+, kNN top-1 ([0-9.]+)", out) < 1
     _png(tmp_path / "v" / "views.png")
