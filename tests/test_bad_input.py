@@ -129,26 +129,34 @@ def test_resume_needs_the_run_folder_and_keeps_its_config(tmp_path, capsys):
 
 
 def test_configs_reject_non_finite_and_out_of_range_hyperparameters():
-    """From Python as from the command line: every method's config checks its floats by name."""
+    """From Python as from the command line: every method's config checks its numbers by
+    name (``*_lr`` > 0, ``*weight_decay`` >= 0, ``*dropout*`` in [0, 1], floats finite), ints
+    included."""
     import dataclasses
 
     from contrastkit.registry import get_method, list_methods
-    with_both = 0
+    checked: dict[str, int] = {"lr": 0, "weight_decay": 0, "dropout": 0}
     for name in list_methods():
         cls = get_method(name).config_cls
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        with_both += "lr" in fields and "weight_decay" in fields
-        for key in ("lr", "weight_decay"):
-            if key in fields:
-                with pytest.raises(ValueError, match=key):
-                    cls(**{key: float("nan")})
-        if "weight_decay" in fields:
-            with pytest.raises(ValueError, match="weight_decay: expected a weight decay >= 0"):
-                cls(weight_decay=-1e-4)
-        if "lr" in fields:
-            with pytest.raises(ValueError, match="lr"):
-                cls(lr=0.0)
-    assert with_both >= 15, with_both  # all built-in methods have both
+        for f in dataclasses.fields(cls):
+            default = getattr(cls(), f.name)
+            if isinstance(default, bool) or not isinstance(default, (int, float)):
+                continue
+            if f.name == "lr" or f.name.endswith("_lr"):
+                kind, bad = "lr", (0, -1e-3, float("nan"))
+            elif f.name.endswith("weight_decay"):
+                kind, bad = "weight_decay", (-1, -1e-4, float("inf"))
+            elif "dropout" in f.name:
+                kind, bad = "dropout", (2, 1.5, -0.1, float("nan"))
+            else:
+                continue
+            for value in bad:
+                with pytest.raises(ValueError, match=f"{f.name}: expected"):
+                    cls(**{f.name: value})
+            checked[kind] += 1
+    assert checked["lr"] >= 17 and checked["weight_decay"] >= 15 and checked["dropout"] >= 5, \
+        checked
+
 
 
 def _views(n=8, d=4, seed=0):

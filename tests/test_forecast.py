@@ -73,19 +73,52 @@ def _set_field(lines, row, col, value):
 
 
 @pytest.mark.parametrize("edit,match", [
-    (lambda ls: ls[:300], r"csv: expected at least 345 rows for horizon 6 .* got 299 rows"),
+    (lambda ls: ls[:300], r"csv: expected at least 345 data rows for horizon 6 .* got 299 rows"),
     (lambda ls: ["date,load,load", *ls[1:]], r"expected distinct column names .*'load'"),
     (lambda ls: _set_field(ls, 51, 1, "inf"), r"line 52: column 'load': expected a finite number"),
     (lambda ls: [ls[0], *(",".join([r.split(",")[0], "", r.split(",")[2]]) for r in ls[1:])],
      r"target: column 'load' .* has no values"),
     (lambda ls: _set_field(_set_field(ls, 800, 1, ""), 801, 1, "nan"),
-     r"target: column 'load' .* missing 2 values \(CSV lines \[801, 802\]\)"),
+     r"target: column 'load' .* missing 2 values \(data rows \[800, 801\],"),
 ])
-def test_forecast_csv_problems_are_named_before_training(tmp_path, capsys, edit, match):
+def test_forecast_csv_problems_are_named_before_training(tmp_path, capsys, monkeypatch, edit,
+                                                          match):
+    import contrastkit.seqcl.forecast as forecast
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before the CSV was checked")
+
+    monkeypatch.setattr(forecast, "fit", no_training)
     csv = _lines_edit(_csv(tmp_path / "load.csv"), edit)
     argv = ["forecast", "--csv", str(csv), "--target", "load", "--horizon", "6",
-            "--no-progress", "--set", "iters=100000"]  # an error after training would hang here
+            "--no-progress"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert re.search(match, err), err
+
+
+@pytest.mark.parametrize("horizon", [1, 6, 168, 720])
+def test_min_forecast_rows_is_the_boundary(tmp_path, monkeypatch, horizon):
+    """``min_forecast_rows(H)`` rows pass the checks (training is stubbed), one fewer fails."""
+    import contrastkit.seqcl.forecast as forecast
+    from contrastkit.seqcl.forecast import min_forecast_rows
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(forecast, "fit", stop)
+    need = min_forecast_rows(horizon)
+    assert abs(need - max((200 + horizon + 1) / 0.6, 5 * (horizon + 1))) <= 5  # the README's
+    full = _csv(tmp_path / "full.csv", hours=need).read_text().splitlines()
+    for n, ok in ((need, True), (need - 1, False)):
+        (tmp_path / "f.csv").write_text("\n".join(full[:n + 1]) + "\n")
+        if ok:
+            with pytest.raises(Stop):
+                forecast_csv(tmp_path / "f.csv", "load", horizon, progress=False)
+        else:
+            with pytest.raises(ValueError, match=f"at least {need} data rows"):
+                forecast_csv(tmp_path / "f.csv", "load", horizon, progress=False)

@@ -30,16 +30,20 @@ def check_tensor(name: str, value: Any, *, ndim: int | Sequence[int] | None = No
     return value
 
 
-def check_embeddings(name: str, value: Any, *, ndim: int | Sequence[int] | None = 2) -> Tensor:
+def check_embeddings(name: str, value: Any, *, ndim: int | Sequence[int] | None = 2,
+                     finite: bool = True) -> Tensor:
     """Check a floating-point embedding tensor ``[..., N, D]``: the rank, at least one row, a
-    feature size ``D >= 1`` and finite values; return it."""
+    feature size ``D >= 1`` and (``finite``) finite values; return it.
+
+    ``finite=False`` skips the value check (a host-device sync) where the tensor goes on to the
+    engine, whose :func:`~contrastkit.core.engine.row_statistics` checks its inputs anyway."""
     check_tensor(name, value, ndim=ndim, floating=True)
     if value.dim() >= 1 and value.size(-1) == 0:
         raise ValueError(f"{name}: expected a feature size >= 1 (last dimension), got shape "
                          f"{tuple(value.shape)}")
     if value.dim() >= 2 and value.size(-2) == 0:
         raise ValueError(f"{name}: expected at least one row, got shape {tuple(value.shape)}")
-    return check_finite(name, value)
+    return check_finite(name, value) if finite else value
 
 
 def check_finite(name: str, value: Tensor) -> Tensor:
@@ -146,7 +150,9 @@ def check_temperature_range(tau: Tensor | float, dtype: torch.dtype | None = Non
     its own dtype) is so small that ``1 / temperature`` overflows, which would make the logits
     infinite; return ``tau``. A float is checked without touching a device."""
     if isinstance(tau, Tensor):
-        dtype, low = tau.dtype, float(tau.detach().min())  # callers already sync on tau > 0
+        if tau.device.type != "cpu":  # no extra sync on an accelerator: the trainer's
+            return tau                # per-step non-finite check covers the overflow
+        dtype, low = tau.dtype, float(tau.detach().min())
     else:
         low = float(tau)
     limit = 1.0 / torch.finfo(dtype).max
@@ -179,8 +185,8 @@ def check_config_numbers(config: Any) -> None:
 
     Every float field (and every float in a list/tuple field) must be finite: NaN or infinity
     is never a usable hyperparameter and would otherwise surface as a NaN loss many steps
-    later. By name: ``lr`` and ``*_lr`` must be > 0, ``*weight_decay`` >= 0, and a field whose
-    name contains ``dropout`` must lie in [0, 1].
+    later. By name, for floats and ints: ``lr`` and ``*_lr`` must be > 0, ``*weight_decay``
+    >= 0, and a field whose name contains ``dropout`` must lie in [0, 1].
 
     Args:
         config: a dataclass instance (a method's configuration).
@@ -195,9 +201,9 @@ def check_config_numbers(config: Any) -> None:
         name, value = field.name, getattr(config, field.name)
         items = list(value) if isinstance(value, (list, tuple)) else [value]
         for item in items:
-            if isinstance(item, bool) or not isinstance(item, float):
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
                 continue
-            if not math.isfinite(item):
+            if isinstance(item, float) and not math.isfinite(item):
                 raise ValueError(f"{name}: expected a finite number, got {value!r}")
             if (name == "lr" or name.endswith("_lr")) and item <= 0:
                 raise ValueError(f"{name}: expected a learning rate > 0, got {value!r}")

@@ -696,6 +696,10 @@ def _fused_stats(plan: _Plan, a: Tensor, b: Tensor, tau: Tensor, input_dtype: to
         return None
 
 
+class LossOverflowError(ValueError, FloatingPointError):
+    """The loss is not finite although its inputs are: the logits overflowed."""
+
+
 def row_statistics(
     anchors: Tensor,
     candidates: Tensor | None = None,
@@ -808,7 +812,9 @@ def reduce_rows(stats: RowStats, form: str = "infonce", reduction: str = "mean",
     over the rows that have positives and a non-empty denominator (``pair_mean``: over pairs).
     With ``positive_mean=False`` the ``infonce``/``decoupled`` forms use ``LSE_i - P_i``: positive
     weights are coefficients on the positive logits (DCLW's ``w_i s_i+``) instead of averaging
-    weights.
+    weights. On CPU a non-finite result (overflowing logits) raises :class:`LossOverflowError`
+    and a batch where no row is valid warns (the loss is then 0); on an accelerator these checks
+    are left to the trainer, to keep the step free of host-device syncs.
     """
     check_choice("form", form, FORMS)
     check_choice("reduction", reduction, REDUCTIONS)
@@ -829,16 +835,20 @@ def reduce_rows(stats: RowStats, form: str = "infonce", reduction: str = "mean",
         valid = has_den
         per_row = lse
     per_row = torch.where(valid, per_row, torch.zeros_like(per_row))
-    any_valid, finite = torch.stack([valid.any(), torch.isfinite(per_row).all()]).tolist()
-    if not finite:
-        raise ValueError(f"contrastive loss ({form!r}): the logits overflowed (similarity / "
-                         f"temperature beyond the float range of the inputs); normalise the "
-                         f"embeddings, use similarity='cosine' or a larger temperature")
-    if not any_valid:
-        warnings.warn(f"contrastive loss ({form!r}): no anchor has "
-                      f"{'a positive and ' if form not in ('soft_targets', 'log_partition') else ''}"
-                      f"a non-empty denominator, so the loss is 0 with no gradient; check "
-                      f"positives / exclude / negative_weight", RuntimeWarning, stacklevel=2)
+    if per_row.device.type == "cpu" and not torch.compiler.is_compiling():
+        # one read of two flags; skipped on accelerators (no extra sync per step: the
+        # Trainer's per-step check of the loss catches a non-finite value there)
+        any_valid, finite = torch.stack([valid.any(), torch.isfinite(per_row).all()]).tolist()
+        if not finite:
+            raise LossOverflowError(
+                f"contrastive loss ({form!r}): the logits overflowed (similarity / temperature "
+                f"beyond the float range of the inputs); normalise the embeddings, use "
+                f"similarity='cosine' or a larger temperature")
+        if not any_valid:
+            needs = "a positive and " if form not in ("soft_targets", "log_partition") else ""
+            warnings.warn(f"contrastive loss ({form!r}): no anchor has {needs}a non-empty "
+                          f"denominator, so the loss is 0 with no gradient; check positives / "
+                          f"exclude / negative_weight", RuntimeWarning, stacklevel=3)
     if reduction == "none":
         return per_row
     if reduction == "sum":

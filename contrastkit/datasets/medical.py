@@ -160,6 +160,10 @@ def _read_zip(zip_path: Path, patients: list[int] | None = None) -> PatientDatas
     persons = [("AD", 1, i) for i in range(1, 81) if i not in (41, 42, 43, 44)]
     persons += [("Healthy", 0, i) for i in range(1, 13)]
     ids = list(range(1, len(persons) + 1)) if patients is None else list(patients)
+    bad = [p for p in ids if isinstance(p, bool) or not isinstance(p, (int, np.integer))
+           or not 1 <= p <= len(persons)]
+    if bad:
+        raise ValueError(f"patients: expected ids in 1..{len(persons)}, got {bad[:5]}")
     trials, labels = [], []
     with zipfile.ZipFile(zip_path) as z:
         names = set(z.namelist())

@@ -27,7 +27,7 @@ from ..core.config import build_config
 from .ts2vec import (TS2VecConfig, encode_causal, eval_forecasting, fit, last_value_metrics,
                      ridge_for_horizon)
 
-__all__ = ["ForecastResult", "forecast_csv", "plot_forecast"]
+__all__ = ["ForecastResult", "forecast_csv", "min_forecast_rows", "plot_forecast"]
 
 _PADDING = 200  # warm-up steps the ridge forecaster drops (ridge_for_horizon's default)
 
@@ -109,26 +109,35 @@ def _check_forecast_rows(csv: Path, target: str, horizon: int, data: Any,
     """Enough rows for the ridge protocol and a target without gaps, or a ``ValueError`` that
     says what the CSV lacks (checked before any training)."""
     n = data.data.shape[1]
-    n_train = data.train_slice.stop
-    n_valid = data.valid_slice.stop - data.valid_slice.start
-    n_test = n - data.test_slice.start
-    if n_train <= padding + horizon:
-        need = math.ceil((padding + horizon + 1) / 0.6)
-        while int(need * 0.6) <= padding + horizon:  # the split's own rounding
-            need += 1
-        raise ValueError(f"csv: expected at least {need} rows for horizon {horizon} (the first "
-                         f"60 % train the forecaster after {padding} warm-up steps), got {n} rows "
-                         f"in {csv}")
-    if min(n_valid, n_test) <= horizon:
-        raise ValueError(f"horizon: expected fewer steps than the {min(n_valid, n_test)} rows of "
-                         f"the validation / test parts of {csv} (20 % each), got {horizon}")
+    if not _rows_suffice(n, horizon, padding):
+        raise ValueError(f"csv: expected at least {min_forecast_rows(horizon, padding)} data rows "
+                         f"for horizon {horizon} (60 / 20 / 20 % train / validation / test; the "
+                         f"train part drops {padding} warm-up steps, each part must be longer "
+                         f"than the horizon), got {n} rows in {csv}")
     y = data.targets[0, :, 0]
     missing = np.flatnonzero(np.isnan(y))
     if missing.size:  # the ridge forecaster is fitted, selected and scored on the target
-        lines = (missing[:5] + 2).tolist()  # after the header, 1-based
+        rows = (missing[:5] + 1).tolist()
         raise ValueError(f"target: column {target!r} of {csv} is missing {missing.size} values "
-                         f"(CSV lines {lines}{' ...' if missing.size > 5 else ''}); the "
-                         f"forecaster is fitted and scored on it: fill or drop those rows")
+                         f"(data rows {rows}{' ...' if missing.size > 5 else ''}, counted from 1 "
+                         f"after the header); the forecaster is fitted and scored on it: fill "
+                         f"or drop those rows")
+
+
+def _rows_suffice(n: int, horizon: int, padding: int) -> bool:
+    from ..datasets.timeseries import forecast_splits
+    train, valid, test = forecast_splits(n, "ratio")
+    return (train.stop > padding + horizon and valid.stop - valid.start > horizon
+            and test.stop - test.start > horizon)
+
+
+def min_forecast_rows(horizon: int, padding: int = _PADDING) -> int:
+    """The fewest data rows :func:`forecast_csv` accepts for ``horizon`` (about
+    ``max((padding + H + 1) / 0.6, 5 (H + 1))``)."""
+    n = max(math.ceil((padding + horizon + 1) / 0.6), 5 * (horizon + 1)) - 10
+    while not _rows_suffice(n, horizon, padding):
+        n += 1
+    return n
 
 
 def plot_forecast(result: ForecastResult, png: str | Path, title: str = "") -> Path:

@@ -116,8 +116,8 @@ class AdaptiveTemperature(nn.Module):
                                  nn.Linear(hidden, 1))
 
     def forward(self, za: Tensor, zb: Tensor) -> Tensor:
-        check_embeddings("za", za, ndim=None)
-        check_embeddings("zb", zb, ndim=None)
+        check_embeddings("za", za, ndim=None, finite=False)  # amcl_loss checked its inputs
+        check_embeddings("zb", zb, ndim=None, finite=False)
         if za.shape != zb.shape or za.size(-1) != self.dim:
             raise ValueError(f"za, zb: expected equal shapes [..., {self.dim}], got "
                              f"{tuple(za.shape)} and {tuple(zb.shape)}")
@@ -129,8 +129,8 @@ class AdaptiveTemperature(nn.Module):
         """Temperatures of every pair, ``[M, D] x [N, D] -> [M, N]``, equal to ``forward`` on
         the expanded pairs but with the first layer split (``W [a; b] = W_a a + W_b b``), so the
         cost is ``O(M N hidden)`` instead of ``O(M N D hidden)``."""
-        check_embeddings("za", za, ndim=2)
-        check_embeddings("zb", zb, ndim=2)
+        check_embeddings("za", za, ndim=2, finite=False)
+        check_embeddings("zb", zb, ndim=2, finite=False)
         if za.size(1) != self.dim or zb.size(1) != self.dim:
             raise ValueError(f"za, zb: expected [*, {self.dim}], got {tuple(za.shape)} and "
                              f"{tuple(zb.shape)}")

@@ -100,7 +100,7 @@ def cacr_loss(z: Tensor, *, alpha: float = 1.0, beta: float = 1.0, pos_temperatu
     Returns:
         ``L_CA + L_CR``, or ``(total, L_CA, L_CR)``.
     """
-    check_embeddings("z", z, ndim=3)
+    check_embeddings("z", z, ndim=3, finite=False)  # the engine checks
     V, M, _ = z.shape
     if V < 2 or M < 2:
         raise ValueError(f"z: expected [V, M, D] with V >= 2 views and M >= 2 images, got shape "

@@ -38,9 +38,9 @@ from ..pairs import Pairs
 __all__ = ["dclw_weights", "dclw_loss", "DCLWLoss"]
 
 
-def _check_views(z1: Any, z2: Any) -> None:
-    check_embeddings("z1", z1, ndim=2)
-    check_embeddings("z2", z2, ndim=2)
+def _check_views(z1: Any, z2: Any, finite: bool = True) -> None:
+    check_embeddings("z1", z1, ndim=2, finite=finite)
+    check_embeddings("z2", z2, ndim=2, finite=finite)
     check_same_shape("z1", z1, "z2", z2)
     if z1.size(0) < 2:
         raise ValueError(f"z1: expected at least 2 samples (DCL needs negatives), got shape "
@@ -65,6 +65,11 @@ def dclw_weights(z1: Tensor, z2: Tensor, *, sigma: float = 0.5, gather: bool = F
     """
     _check_views(z1, z2)
     check_positive("sigma", sigma)
+    return _dclw_weights(z1, z2, sigma, gather)
+
+
+@torch.no_grad()
+def _dclw_weights(z1: Tensor, z2: Tensor, sigma: float, gather: bool) -> Tensor:
     dtype = torch.promote_types(z1.dtype, torch.float32)
     s = torch.nn.functional.cosine_similarity(z1.to(dtype), z2.to(dtype), dim=-1, eps=1e-12)
     n, offset = s.numel(), 0
@@ -99,8 +104,10 @@ def dclw_loss(z1: Tensor, z2: Tensor, *, temperature: float | Tensor = 0.1, sigm
     Returns:
         Scalar loss (or per-anchor values with ``reduction="none"``).
     """
-    _check_views(z1, z2)
+    _check_views(z1, z2, finite=False)  # the engine checks the values
     check_choice("reduction", reduction, ("mean", "sum", "none"))
+    if weighted:
+        check_positive("sigma", sigma)
     n = z1.size(0)
     anchors = torch.cat([z1, z2], 0)
     rows = torch.arange(2 * n, device=z1.device)
@@ -119,7 +126,7 @@ def dclw_loss(z1: Tensor, z2: Tensor, *, temperature: float | Tensor = 0.1, sigm
     # the engine's pair coefficients must be >= 0 (a 0 weight is an exclusion) while DCLW's w_i
     # can be negative, so the coefficient is applied here to the positive logit P_i = s_i+ / tau
     if weighted:
-        w = dclw_weights(z1, z2, sigma=sigma, gather=gather).to(stats.pos_sum.dtype)
+        w = _dclw_weights(z1, z2, sigma, gather).to(stats.pos_sum.dtype)
         pos = torch.cat([w, w]) * stats.pos_sum
     else:
         pos = stats.pos_sum

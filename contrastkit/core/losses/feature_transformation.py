@@ -164,8 +164,8 @@ def ft_moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: floa
     Other arguments as in :func:`positive_extrapolation`, :func:`negative_interpolation` and
     :func:`~contrastkit.core.losses.mochi.moco_loss`.
     """
-    check_embeddings("query", query, ndim=2)
-    check_embeddings("key", key, ndim=2)
+    check_embeddings("query", query, ndim=2, finite=False)  # moco_loss checks the values
+    check_embeddings("key", key, ndim=2, finite=False)
     check_tensor("queue", queue, ndim=2, floating=True)
     check_positive("temperature", temperature)
     q = nn.functional.normalize(query, dim=1, eps=1e-12)

@@ -81,7 +81,7 @@ def hard_infonce_loss(anchors: Tensor, candidates: Tensor | None = None, *,
     Returns:
         Scalar loss, or ``[N]`` per anchor (0 for anchors without a positive).
     """
-    check_embeddings("anchors", anchors, ndim=2)
+    check_embeddings("anchors", anchors, ndim=2, finite=False)  # the engine checks the values
     self_contrast = candidates is None
     b = anchors if self_contrast else check_tensor("candidates", candidates, ndim=2,
                                                    floating=True)
@@ -169,8 +169,8 @@ def hard_nt_xent(z1: Tensor, z2: Tensor, *, temperature: float | Tensor = 0.5,
                  top_k: int | None = None, keep_fraction: float | None = None,
                  similarity: str = "cosine", reduction: str = "mean") -> Tensor:
     """Two-view (SimCLR) form of :func:`hard_infonce_loss` over ``[z1; z2]`` (``2B - 2`` negs)."""
-    check_embeddings("z1", z1, ndim=2)
-    check_embeddings("z2", z2, ndim=2)
+    check_embeddings("z1", z1, ndim=2, finite=False)  # the engine checks the values
+    check_embeddings("z2", z2, ndim=2, finite=False)
     check_same_shape("z1", z1, "z2", z2)
     return hard_infonce_loss(torch.cat([z1, z2], 0), None, positives=z1.size(0),
                              temperature=temperature, top_k=top_k, keep_fraction=keep_fraction,
@@ -204,7 +204,7 @@ def uniformity_loss(z: Tensor, *, t: float = 2.0, block_size: int | None = None)
     and one more log-sum-exp over rows, so big ``N`` is processed in row blocks. The float metric
     :func:`contrastkit.core.metrics.uniformity` gives the same value without grad.
     """
-    check_embeddings("z", z, ndim=2)
+    check_embeddings("z", z, ndim=2, finite=False)  # the engine checks the values
     if z.size(0) < 2:
         raise ValueError(f"z: expected at least 2 rows, got shape {tuple(z.shape)}")
     check_positive("t", t)

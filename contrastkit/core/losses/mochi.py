@@ -113,7 +113,7 @@ def moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: float |
     Returns:
         Scalar loss (``[B]`` with ``reduction="none"``).
     """
-    check_embeddings("query", query, ndim=2)
+    check_embeddings("query", query, ndim=2, finite=False)  # the engine checks the values
     check_embeddings("key", key, ndim=2)
     check_tensor("queue", queue, ndim=2, floating=True)
     if key.shape != query.shape:
@@ -185,7 +185,7 @@ def mochi_negatives(query: Tensor, queue: Tensor, *, num_hard: int = 1024, num_m
     Returns:
         ``[B, s + s', D]`` synthetic negatives (float32 at least), or ``(negatives, info)``.
     """
-    check_embeddings("query", query, ndim=2)
+    check_embeddings("query", query, ndim=2, finite=False)  # mixed into the engine's inputs
     check_tensor("queue", queue, ndim=2, floating=True)
     if queue.size(0) == 0 or queue.size(1) != query.size(1):
         raise ValueError(f"queue: expected a non-empty [Q, {query.size(1)}] tensor, got shape "
@@ -292,7 +292,7 @@ class KeyQueue(nn.Module):
     @torch.no_grad()
     def enqueue(self, keys: Tensor, ids: Tensor | None = None) -> None:
         """Write ``keys [B, D]`` (normalised, detached) and their ``ids [B]`` (default ``-1``)."""
-        check_embeddings("keys", keys, ndim=2)
+        check_embeddings("keys", keys, ndim=2, finite=False)  # moco_loss checked the keys
         Q, D = self.features.shape
         if keys.size(1) != D:
             raise ValueError(f"keys: expected feature size {D}, got shape {tuple(keys.shape)}")
