@@ -7,6 +7,8 @@ letting a bad value turn into a silent NaN or a deep stack trace.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any, Sequence
 
 import torch
@@ -194,9 +196,6 @@ def check_config_numbers(config: Any) -> None:
     Raises:
         ValueError: naming the field, what was expected and what came.
     """
-    import dataclasses
-    import math
-
     for field in dataclasses.fields(config):
         name, value = field.name, getattr(config, field.name)
         items = list(value) if isinstance(value, (list, tuple)) else [value]
