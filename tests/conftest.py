@@ -188,3 +188,12 @@ def restore_global_state():
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(det, warn_only=warn_only)
     set_rng_state(rng)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the long real-data learning tests and the examples first (stable order otherwise), so
+    that pytest-xdist spreads them over the workers instead of leaving one or two to the end."""
+    def heavy(item: pytest.Item) -> bool:
+        name = item.name.lower()
+        return "learn" in name or item.nodeid.startswith("tests/test_examples.py")
+    items.sort(key=lambda item: not heavy(item))

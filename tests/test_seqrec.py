@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
@@ -274,18 +273,15 @@ def test_configs_validate():
 
 
 # ---------------------------------------------------------------------------- learning
-#: SASRec, CL4SRec and MCLRec on ML-100K, 20k training prefixes (histories cut to 20): test hr@10
+#: SASRec, CL4SRec and MCLRec on ML-100K, 20k training prefixes (histories cut to 10): test hr@10
 #: must beat the most-popular-items recommender, computed in the test on the same split with the
-#: same full ranking (no history filtering), by these margins. Measured (seed 0, torch 2.13):
-#: popularity 0.0498 (47 of 943 users; random ranking 10/1682 = 0.006); SASRec 0.0753 after 3
-#: epochs, CL4SRec 0.0679 after 6 and MCLRec 0.0848 after 3 (seeds 1 / 2: SASRec 0.076 / 0.073,
-#: CL4SRec 0.081 / 0.070, MCLRec 0.076 / 0.080). The floors pop + margin (0.068 / 0.062 / 0.070)
-#: sit 5-6 users below the lowest of the three seeds (one user = 0.00106); CL4SRec learns slowest,
-#: as on Beauty (0.052 after 3). About 40 / 80 / 100 s on one free core (26 / 153 / 194 s on
-#: a loaded shared core); the time limits allow generous room for loaded machines.
-ML100K_EPOCHS = {"sasrec": 3, "cl4srec": 6, "mclrec": 3}
-ML100K_HR10_MARGIN = {"sasrec": 0.018, "cl4srec": 0.012, "mclrec": 0.020}
-ML100K_TIME_LIMIT_S = {"sasrec": 240, "cl4srec": 480, "mclrec": 600}
+#: same full ranking (no history filtering), by these margins. Measured (seeds 0 / 1 / 2, torch
+#: 2.13): popularity 0.0498 (47 of 943 users; random ranking 10/1682 = 0.006); SASRec after 3
+#: epochs 0.087 / 0.079 / 0.085, CL4SRec after 4 0.079 / 0.073 / 0.079, MCLRec after 2
+#: 0.079 / 0.072 / 0.076. The floors pop + margin (0.073 / 0.068 / 0.067) sit about 5 users below
+#: the lowest of the three seeds (one user = 0.00106). About 25 / 110 / 140 s on one core.
+ML100K_EPOCHS = {"sasrec": 3, "cl4srec": 4, "mclrec": 2}
+ML100K_HR10_MARGIN = {"sasrec": 0.023, "cl4srec": 0.018, "mclrec": 0.017}
 
 
 def _popularity_hr10(splits) -> float:
@@ -310,16 +306,13 @@ def test_learns_on_ml100k(name, restore_global_state):
                               "cl4srec": (CL4SRec, CL4SRecConfig),
                               "mclrec": (MCLRec, MCLRecConfig)}[name]
     cfg = config_cls(dataset="ml-100k", epochs=ML100K_EPOCHS[name], max_train_samples=20000,
-                     max_len=20, hidden_dropout=0.1, attn_dropout=0.1)
-    t0 = time.perf_counter()
+                     max_len=10, hidden_dropout=0.1, attn_dropout=0.1)
     _, metrics, splits = fit_seqrec(method_cls, cfg, data,
                                     RunContext(out_dir=None, device="cpu", seed=0,
                                                progress=False))
-    elapsed = time.perf_counter() - t0
     pop = _popularity_hr10(splits)
     assert 0.04 < pop < 0.06, pop  # measured 0.0498: the baseline itself is sane
     assert metrics["hr@10"] >= pop + ML100K_HR10_MARGIN[name], (metrics, pop)
-    assert elapsed < ML100K_TIME_LIMIT_S[name], elapsed
 
 
 def test_recommend_and_its_bad_input():

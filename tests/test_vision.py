@@ -431,25 +431,26 @@ def test_cli_train_simclr_dcl(tmp_path):
 # ---------------------------------------------------------------------------------------------
 #: kNN top-1 gain (points) the trained encoder must show over its own random initialisation
 LEARNING_MARGIN = 0.05
-#: kNN top-1 every trained frame must reach (the random initialisation scores 0.581)
-LEARNING_FLOOR = 0.62
+#: kNN top-1 every trained frame must reach (the random initialisation scores 0.548)
+LEARNING_FLOOR = 0.59
 
 
-#: frame -> (SimCLR or MoCo, config fields beyond the common short schedule); AMCL and MoCo + FT
-#: learn more slowly in 32 steps (+4.5 / +4.4 points) and are held to a margin of 0.03
-LEARNING_FRAMES: dict[str, tuple[str, dict]] = {
-    "simclr_infonce": ("simclr", {"loss": "infonce"}),
-    "simclr_dcl": ("simclr", {"loss": "dcl"}),
-    "moco": ("moco", {}),
-    "simclr_dclw": ("simclr", {"loss": "dclw"}),
-    "simclr_hard_infonce": ("simclr", {"loss": "hard_infonce"}),
-    "simclr_mv_infonce": ("simclr", {"loss": "mv_infonce", "num_views": 3}),
-    "simclr_cacr": ("simclr", {"loss": "cacr"}),
-    "simclr_amcl": ("simclr", {"loss": "amcl"}),
-    "simclr_swav": ("simclr", {"loss": "swav", "swav_prototypes": 64}),
-    "moco_mochi": ("moco", {"plugin": "mochi", "mochi_start_epoch": 0, "mochi_num_hard": 256,
-                            "mochi_num_mix": 128, "mochi_num_mix_query": 32}),
-    "moco_ft": ("moco", {"plugin": "feature_transformation"}),
+#: frame -> (SimCLR or MoCo, epochs of 16 steps, config fields beyond the common short
+#: schedule). MoCo (one backward view, a queue of 1,024 keys, m = 0.99) starts slowly and gets 4
+#: epochs, SwAV 3, the other SimCLR losses 2; MoCo + FT (+5.0 points) is held to a margin of 0.03
+LEARNING_FRAMES: dict[str, tuple[str, int, dict]] = {
+    "simclr_infonce": ("simclr", 2, {"loss": "infonce"}),
+    "simclr_dcl": ("simclr", 2, {"loss": "dcl"}),
+    "moco": ("moco", 4, {}),
+    "simclr_dclw": ("simclr", 2, {"loss": "dclw"}),
+    "simclr_hard_infonce": ("simclr", 2, {"loss": "hard_infonce"}),
+    "simclr_mv_infonce": ("simclr", 2, {"loss": "mv_infonce", "num_views": 3}),
+    "simclr_cacr": ("simclr", 2, {"loss": "cacr"}),
+    "simclr_amcl": ("simclr", 2, {"loss": "amcl"}),
+    "simclr_swav": ("simclr", 3, {"loss": "swav", "swav_prototypes": 64}),
+    "moco_mochi": ("moco", 4, {"plugin": "mochi", "mochi_start_epoch": 0, "mochi_num_hard": 256,
+                               "mochi_num_mix": 128, "mochi_num_mix_query": 32}),
+    "moco_ft": ("moco", 4, {"plugin": "feature_transformation"}),
 }
 
 
@@ -457,15 +458,15 @@ LEARNING_FRAMES: dict[str, tuple[str, dict]] = {
 @pytest.mark.parametrize("frame", list(LEARNING_FRAMES))
 def test_learning_beats_random_init_on_fashion_mnist(frame):
     """SimCLR with each of its losses, or MoCo-v2 (queue of 1,024 keys, m = 0.99) plain, with
-    MoCHi or with feature transformation; small CNN, 4,096 training images, 2 epochs (32 steps),
-    one CPU thread.
+    MoCHi or with feature transformation; small CNN of width 16, 4,096 training images in
+    batches of 256, 2 to 4 epochs (32 to 64 steps), one CPU thread (20 to 90 s each).
 
     kNN (k = 200, t = 0.1) with a 5,000-image bank from the training split and a 2,000-image
     test subset; the trained encoder must beat the same network at initialisation by
-    ``LEARNING_MARGIN`` (0.03 for AMCL and FT) and reach ``LEARNING_FLOOR``. Measured from
-    0.5810 at initialisation: SimCLR + InfoNCE 0.6585, DCL 0.6675, DCLW 0.6660, hard InfoNCE
-    0.6595, multi-view InfoNCE (3 views) 0.6570, CACR 0.6765, AMCL 0.6255, SwAV 0.6580; MoCo
-    0.6490, MoCHi 0.6445, FT 0.6245.
+    ``LEARNING_MARGIN`` (0.03 for FT) and reach ``LEARNING_FLOOR``. Measured from 0.5480 at
+    initialisation: SimCLR + InfoNCE 0.6310, DCL 0.6320, DCLW 0.6330, hard InfoNCE 0.6310,
+    multi-view InfoNCE (3 views) 0.6330, CACR 0.6375, AMCL 0.6260, SwAV 0.6240; MoCo 0.6510,
+    MoCHi 0.6380, FT 0.5975.
     """
     d = _require_fashion()
     from contrastkit.core.trainer import Trainer
@@ -478,10 +479,11 @@ def test_learning_beats_random_init_on_fashion_mnist(frame):
     test_idx = take_subset(10000, 2000, 2)
     monitor = KNNMonitor(d.train_images[bank_idx], d.train_labels[bank_idx],
                          d.test_images[test_idx], d.test_labels[test_idx], num_classes=10)
-    common = dict(epochs=2, batch_size=256, crop_min=0.2, optimizer="adam", lr=1e-3,
-                  lr_batch_scaling=False, weight_decay=1e-6, schedule="constant")
+    kind, epochs, extra = LEARNING_FRAMES[frame]
+    common = dict(epochs=epochs, batch_size=256, crop_min=0.2, optimizer="adam", lr=1e-3,
+                  lr_batch_scaling=False, weight_decay=1e-6, schedule="constant",
+                  small_cnn_width=16)
     torch.manual_seed(0)
-    kind, extra = LEARNING_FRAMES[frame]
     if kind == "moco":
         m = MoCo(MoCoConfig(queue_size=1024, **common, **extra), 1, 28, d.mean, d.std,
                  backbone="small_cnn")
@@ -491,13 +493,13 @@ def test_learning_beats_random_init_on_fashion_mnist(frame):
     with torch.no_grad():
         before = monitor(m)["knn_top1"]
     m.train()
-    Trainer(2, progress=False).fit(m, ImageBatches(train, 256))
+    Trainer(epochs, progress=False).fit(m, ImageBatches(train, 256))
     m.eval()
     with torch.no_grad():
         after = monitor(m)["knn_top1"]
     elapsed = time.perf_counter() - t0
     print(f"{frame} kNN top-1: random init {before:.4f} -> trained {after:.4f} ({elapsed:.0f} s)")
-    margin = 0.03 if frame in ("simclr_amcl", "moco_ft") else LEARNING_MARGIN
+    margin = 0.03 if frame == "moco_ft" else LEARNING_MARGIN
     assert after >= before + margin and after >= LEARNING_FLOOR, (before, after)
 
 
