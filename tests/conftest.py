@@ -33,6 +33,11 @@ def pytest_configure(config: pytest.Config) -> None:
     """Give the session its own PyG cache folder unless ``CONTRASTKIT_CACHE`` is set (each
     pytest-xdist worker a subfolder of it), and the workers their share of the torch threads."""
     global _session_cache
+    if getattr(config.option, "maxschedchunk", 0) is None:
+        # pytest-xdist's load scheduler hands each worker a quarter of its share up front, so the
+        # long tests, which run first (pytest_collection_modifyitems), would all land on one
+        # worker; one or two tests at a time keeps the workers evenly loaded
+        config.option.maxschedchunk = 1
     if not os.environ.get(_DATA_ENV):
         # ``load(name)`` without ``root=`` finds ``../shared/data`` from the working directory:
         # pin it to the repository's, so a test run from elsewhere loads the same data that
@@ -192,7 +197,8 @@ def restore_global_state():
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the long real-data learning tests and the examples first (stable order otherwise), so
-    that pytest-xdist spreads them over the workers instead of leaving one or two to the end."""
+    that pytest-xdist, fed one or two tests at a time (pytest_configure), spreads them over the
+    workers instead of leaving one or two to the end."""
     def heavy(item: pytest.Item) -> bool:
         name = item.name.lower()
         return "learn" in name or item.nodeid.startswith("tests/test_examples.py")
