@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -195,11 +196,19 @@ def restore_global_state():
     set_rng_state(rng)
 
 
+# "learn", "learns", "learning" as a word of the test name (not "sklearn" or "learnable").
+_LEARNING_NAME = re.compile(r"(?<![a-z])learn(s|ing)?(?![a-z])")
+# Other tests of 20-40 s on one thread (``--durations``), not named after learning.
+_OTHER_LONG = ("test_etth1_univariate_heldout", "test_multivariate_etth1_forecast",
+               "test_cli_train_eval_roundtrip", "test_resume_continues_exactly")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the long real-data learning tests and the examples first (stable order otherwise), so
     that pytest-xdist, fed one or two tests at a time (pytest_configure), spreads them over the
     workers instead of leaving one or two to the end."""
     def heavy(item: pytest.Item) -> bool:
         name = item.name.lower()
-        return "learn" in name or item.nodeid.startswith("tests/test_examples.py")
+        return (_LEARNING_NAME.search(name) is not None or name.startswith(_OTHER_LONG)
+                or item.nodeid.startswith("tests/test_examples.py"))
     items.sort(key=lambda item: not heavy(item))

@@ -83,6 +83,14 @@ def test_resume_force_and_retry_skipped(bench, tmp_path, monkeypatch):
     assert calls[3:] == ["Coffee", "GunPoint"]
 
 
+def _svm_accuracy(embed, d, **svm) -> float:
+    """Test accuracy of the benchmark's RBF-SVM on ``embed`` (an untrained encoder here) applied
+    to the train and test series of the UCR set ``d``."""
+    from contrastkit.seqcl.ts2vec import eval_classification
+    return eval_classification(embed(d.x_train).numpy(), d.y_train,
+                               embed(d.x_test).numpy(), d.y_test, **svm)["acc"]
+
+
 def test_ts2vec_learns_smoothsubspace(bench):
     """40 TS2Vec steps on SmoothSubspace (150 train series of length 15, 3 classes; chance 0.33).
     An untrained encoder + the same SVM scores 0.88 / 0.89 (seeds 0 / 1) and the official 200
@@ -97,8 +105,7 @@ def test_ts2vec_learns_smoothsubspace(bench):
     d = load("ucr-smoothsubspace")
     torch.manual_seed(0)
     enc = T.TS2Vec(T.TS2VecConfig(), 1).encoder
-    u = T.eval_classification(T.encode_full(enc, d.x_train).numpy(), d.y_train,
-                              T.encode_full(enc, d.x_test).numpy(), d.y_test)["acc"]
+    u = _svm_accuracy(lambda x: T.encode_full(enc, x), d)
     assert r["acc"] >= 0.93, r
     assert r["acc"] > u + 0.03, (r["acc"], u)
 
@@ -111,7 +118,6 @@ def test_autotcl_learns_smoothsubspace(bench):
     import torch
     from contrastkit.datasets import load
     from contrastkit.seqcl import autotcl as A
-    from contrastkit.seqcl import ts2vec as T
     require_dataset("ucr-smoothsubspace")
     r = bench.run_one("autotcl", "ucr-smoothsubspace", seed=0, iters=40)
     assert r["iters"] == 40 and r["classes"] == 3
@@ -119,9 +125,8 @@ def test_autotcl_learns_smoothsubspace(bench):
     cfg = bench.method_config("autotcl", "ucr-smoothsubspace", int(d.x_train.size), 40)
     torch.manual_seed(0)
     untrained = A.AutoTCL(cfg, 1).eval()
-    u = T.eval_classification(untrained.embed(torch.from_numpy(d.x_train)).numpy(), d.y_train,
-                              untrained.embed(torch.from_numpy(d.x_test)).numpy(), d.y_test,
-                              max_train=cfg.max_svm_train, seed=0, tiny_c=1e8)["acc"]
+    u = _svm_accuracy(lambda x: untrained.embed(torch.from_numpy(x)), d,
+                      max_train=cfg.max_svm_train, seed=0, tiny_c=1e8)
     assert r["acc"] >= 0.92, r
     assert r["acc"] > u + 0.03, (r["acc"], u)
 
