@@ -32,6 +32,28 @@ def toy_graph() -> Data:
                 edge_index=stochastic_blockmodel_graph([150] * 4, p))
 
 
+def load_graph_file(path: str) -> Data:
+    """A ``torch.save``'d PyG ``Data``, read with ``weights_only=True`` (PyG's data classes
+    allowed, nothing else unpickled)."""
+    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+    from torch_geometric.data.storage import GlobalStorage
+
+    try:
+        with torch.serialization.safe_globals([Data, DataEdgeAttr, DataTensorAttr,
+                                               GlobalStorage]):
+            obj = torch.load(path, weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # not a torch.save file, or pickled objects other than PyG's
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"--graph: could not read a torch.save'd torch_geometric Data from "
+                         f"{path} ({type(err).__name__}: {first})") from None
+    if not isinstance(obj, Data) or obj.x is None or obj.edge_index is None:
+        raise TypeError(f"--graph: expected a torch.save'd torch_geometric Data with x and "
+                        f"edge_index, got {type(obj).__name__} from {path}")
+    return obj
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--graph", help="a torch.save'd torch_geometric Data (default: a toy graph)")
@@ -40,7 +62,10 @@ def main() -> None:
     ap.add_argument("--out", default="graph_clusters.png")
     args = ap.parse_args()
 
-    data = toy_graph() if args.graph is None else torch.load(args.graph, weights_only=False)
+    try:
+        data = toy_graph() if args.graph is None else load_graph_file(args.graph)
+    except (TypeError, ValueError, OSError) as err:
+        ap.error(str(err))
     if args.clusters is None and getattr(data, "y", None) is None:
         ap.error("--clusters is required when the graph has no labels y")
     data.num_classes = args.clusters or int(data.y.max()) + 1

@@ -70,6 +70,36 @@ def test_graph_clustering(tmp_path):
     _png(tmp_path / "c.png")
 
 
+def test_graph_clustering_reads_a_saved_data_safely(tmp_path):
+    import importlib.util
+
+    import torch
+    from torch_geometric.data import Data
+
+    spec = importlib.util.spec_from_file_location("graph_clustering_example",
+                                                  EXAMPLES / "graph_clustering.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    data = Data(x=torch.randn(5, 3), edge_index=torch.tensor([[0, 1], [1, 2]]),
+                y=torch.tensor([0, 1, 0, 1, 1]))
+    torch.save(data, tmp_path / "g.pt")
+    got = example.load_graph_file(str(tmp_path / "g.pt"))  # weights_only=True, PyG classes only
+    assert isinstance(got, Data) and torch.equal(got.x, data.x)
+    assert torch.equal(got.edge_index, data.edge_index)
+    torch.save(torch.randn(3), tmp_path / "t.pt")
+    with pytest.raises(TypeError, match="--graph: expected .*Data.*got Tensor"):
+        example.load_graph_file(str(tmp_path / "t.pt"))
+    (tmp_path / "x.pt").write_text("not a torch file")
+    with pytest.raises(ValueError, match="--graph: could not read"):
+        example.load_graph_file(str(tmp_path / "x.pt"))
+
+    from fractions import Fraction  # any class outside PyG's Data is refused, not unpickled
+
+    torch.save({"x": Fraction(1, 3)}, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="--graph: could not read"):
+        example.load_graph_file(str(tmp_path / "c.pt"))
+
+
 def test_forecasting(tmp_path):
     out = _run("forecasting.py", cwd=tmp_path)
     assert _number(r"\bmse@24\s+([0-9.]+)", out) < _number(r"last_value_mse@24\s+([0-9.]+)", out)
