@@ -42,9 +42,7 @@ def load_graph_file(path: str) -> Data:
         with torch.serialization.safe_globals([Data, DataEdgeAttr, DataTensorAttr,
                                                GlobalStorage]):
             obj = torch.load(path, weights_only=True)
-    except OSError:
-        raise
-    except Exception as err:  # not a torch.save file, or pickled objects other than PyG's
+    except Exception as err:  # missing, not a torch.save file, or objects other than PyG's
         first = (str(err).strip().splitlines() or [""])[0][:200]
         raise ValueError(f"--graph: could not read a torch.save'd torch_geometric Data from "
                          f"{path} ({type(err).__name__}: {first})") from None
@@ -64,7 +62,7 @@ def main() -> None:
 
     try:
         data = toy_graph() if args.graph is None else load_graph_file(args.graph)
-    except (TypeError, ValueError, OSError) as err:
+    except (TypeError, ValueError) as err:
         ap.error(str(err))
     if args.clusters is None and getattr(data, "y", None) is None:
         ap.error("--clusters is required when the graph has no labels y")
