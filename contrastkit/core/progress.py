@@ -4,7 +4,9 @@ tqdm redraws its bar with carriage returns up to ten times a second. On a termin
 line; in a file (``contrastkit train ... 2> log``, ``nohup``, a CI console) every redraw stays,
 so a 200-epoch run left ~400 redraws on one line. When the bar's stream is not a terminal (and
 tqdm did not pick its notebook widget), :func:`progress_bar` redraws at most every
-:data:`LOG_INTERVAL_S` seconds (the first and last states are always written).
+:data:`LOG_INTERVAL_S` seconds (the first and last states are always written), also when tqdm's
+monitor thread would force a refresh (its ``maxinterval``, 10 s by default), and writes each
+redraw as its own line (no carriage returns), so ``tail -f`` and CI consoles show one state per line.
 """
 
 from __future__ import annotations
@@ -37,8 +39,29 @@ def writes_to_log(file: Any = None) -> bool:
         return True
 
 
+class _LineStream:
+    """A stream wrapper that turns tqdm's ``\\r``-prefixed redraws into one line each."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        line = text.replace("\r", "").rstrip()
+        if line:
+            self._stream.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        flush = getattr(self._stream, "flush", None)
+        if callable(flush):
+            flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
 def progress_bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> Any:
-    """A ``tqdm.auto`` bar; in a log, redrawn at most every :data:`LOG_INTERVAL_S` seconds.
+    """A ``tqdm.auto`` bar; in a log, one line at most every :data:`LOG_INTERVAL_S` seconds.
 
     Args:
         iterable: what to iterate over (``None``: update the bar by hand, ``total=`` given).
@@ -50,4 +73,7 @@ def progress_bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> Any:
     from tqdm.auto import tqdm
     if writes_to_log(kwargs.get("file")):
         kwargs.setdefault("mininterval", LOG_INTERVAL_S)
+        kwargs.setdefault("maxinterval", max(float(kwargs["mininterval"]), LOG_INTERVAL_S))
+        kwargs["file"] = _LineStream(sys.stderr if kwargs.get("file") is None else kwargs["file"])
+        kwargs.pop("dynamic_ncols", None)  # no terminal width to follow
     return tqdm(iterable, **kwargs)
