@@ -359,6 +359,57 @@ def test_sampled_protocol_negatives_avoid_history():
         sample_negatives(torch.tensor([[1, 2]]), 2)
 
 
+def test_ranking_rejects_nan_scores_and_bad_ids():
+    from contrastkit.core.ranking import sample_negatives, sampled_target_ranks
+    scores = torch.arange(12.0).view(2, 6)
+    scores[:, 0] = float("-inf")  # excluded padding column: still allowed
+    targets = torch.tensor([5, 3])
+    assert target_ranks(scores, targets).tolist() == [0, 2]
+    bad = scores.clone()
+    bad[0, 5] = float("nan")  # a NaN target compared false with everything: was rank 0
+    with pytest.raises(ValueError, match="scores: expected finite.*1 NaN"):
+        target_ranks(bad, targets)
+    neg = torch.tensor([[1, 2], [4, 5]])
+    assert sampled_target_ranks(scores, targets, neg).tolist() == [0, 2]
+    with pytest.raises(ValueError, match="scores: expected finite"):
+        sampled_target_ranks(bad, targets, neg)
+    inf = scores.clone()
+    inf[1, 2] = float("inf")
+    with pytest.raises(ValueError, match="scores: .*1 \\+inf"):
+        target_ranks(inf, targets)
+    with pytest.raises(ValueError, match=r"targets: expected item ids .*\[0, 6\).*\[-1, 3\]"):
+        sampled_target_ranks(scores, torch.tensor([-1, 3]), neg)
+    with pytest.raises(TypeError, match="targets: expected an integer tensor"):
+        sampled_target_ranks(scores, torch.tensor([1.0, 3.0]), neg)
+    with pytest.raises(ValueError, match="targets: expected 2 entries"):
+        sampled_target_ranks(scores, torch.tensor([1]), neg)
+    with pytest.raises(ValueError, match=r"negatives: expected item ids .*\[0, 6\).*\[1, 6\]"):
+        sampled_target_ranks(scores, targets, torch.tensor([[1, 6], [2, 3]]))
+    with pytest.raises(ValueError, match=r"negatives: expected item ids .*\[-2, 3\]"):
+        sampled_target_ranks(scores, targets, torch.tensor([[1, -2], [2, 3]]))
+    with pytest.raises(ValueError, match="negatives: expected 2 rows"):
+        sampled_target_ranks(scores, targets, torch.tensor([[1, 2]]))
+    # histories with ids outside [0, num_items] were clamped silently
+    with pytest.raises(ValueError, match=r"histories: expected item ids .*\[0, 9\).*\[1, 9\]"):
+        sample_negatives(torch.tensor([[1, 9]]), 8)
+    with pytest.raises(ValueError, match=r"histories: .*\[-1, 2\]"):
+        sample_negatives(torch.tensor([[-1, 2]]), 8)
+
+
+def test_ranking_metrics_rejects_negative_ranks_and_accepts_an_int_k():
+    ranks = torch.tensor([0, 3, 7])
+    assert ranking_metrics(ranks, ks=5) == ranking_metrics(ranks, ks=(5,))
+    assert set(ranking_metrics(ranks, ks=5, mrr_ks=10)) == {"hr@5", "ndcg@5", "mrr@10"}
+    with pytest.raises(ValueError, match="ranks: expected non-negative.*-1"):
+        ranking_metrics(torch.tensor([0, -1]))
+    with pytest.raises(ValueError, match="ks: expected positive ints"):
+        ranking_metrics(ranks, ks=0)
+    with pytest.raises(TypeError, match="ks: expected an int or a sequence"):
+        ranking_metrics(ranks, ks=5.0)
+    with pytest.raises(ValueError, match="mrr_ks: expected positive ints"):
+        ranking_metrics(ranks, mrr_ks=[10, -1])
+
+
 def _toy_sequences():
     """40 random users over 25 items, 4-14 interactions each."""
     from contrastkit.datasets.sequence import from_sequences

@@ -59,6 +59,50 @@ def check_finite(name: str, value: Tensor) -> Tensor:
     return value
 
 
+def check_ids(name: str, value: Any, upper: int, *, lower: int = 0,
+              ndim: int | Sequence[int] | None = None, what: str = "ids") -> Tensor:
+    """Check an integer index tensor whose entries must lie in ``[lower, upper)``; return it.
+
+    One min/max reduction, so a wrong id is a clear ``ValueError`` naming ``name``, the allowed
+    range and the offending min/max instead of an index error (or a silent clamp) further down.
+    """
+    check_tensor(name, value, ndim=ndim, integer=True)
+    if value.numel():
+        lo, hi = int(value.min()), int(value.max())
+        if lo < lower or hi >= upper:
+            raise ValueError(f"{name}: expected {what} in [{lower}, {upper}), got values in "
+                             f"[{lo}, {hi}]")
+    return value
+
+
+def check_edge_index(name: str, value: Any, num_nodes: int | None = None) -> Tensor:
+    """Check an ``edge_index``: an integer tensor ``[2, E]`` whose node ids lie in
+    ``[0, num_nodes)`` (the range check is skipped when ``num_nodes`` is ``None``); return it."""
+    check_tensor(name, value, ndim=2, integer=True)
+    if value.size(0) != 2:
+        raise ValueError(f"{name}: expected shape [2, E], got {tuple(value.shape)}")
+    if num_nodes is not None and value.numel():
+        lo, hi = int(value.min()), int(value.max())
+        if lo < 0 or hi >= num_nodes:
+            raise ValueError(f"{name}: expected node indices in [0, {num_nodes}) "
+                             f"(num_nodes={num_nodes}), got values in [{lo}, {hi}]")
+    return value
+
+
+def check_no_nan_or_posinf(name: str, value: Tensor) -> Tensor:
+    """Raise ``ValueError`` if a score tensor holds NaN or ``+inf`` (``-inf`` is allowed: it is
+    how excluded entries are marked). One max reduction: NaN propagates through ``max``."""
+    if value.is_floating_point() and value.numel():
+        top = float(value.max())
+        if top != top or top == float("inf"):
+            n_nan = int(torch.isnan(value).sum())
+            n_inf = int(torch.isposinf(value).sum())
+            raise ValueError(f"{name}: expected finite values (or -inf for excluded entries), "
+                             f"got {n_nan} NaN and {n_inf} +inf entries in a tensor of shape "
+                             f"{tuple(value.shape)}")
+    return value
+
+
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> Any:
     """Raise ``ValueError`` unless ``value`` (a number or tensor) is > 0 (or >= 0)."""
     if isinstance(value, Tensor):

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .checks import check_tensor
+from .checks import check_ids, check_no_nan_or_posinf, check_tensor
 
 __all__ = ["target_ranks", "ranking_metrics", "rank_users", "sample_negatives",
            "sampled_target_ranks", "DEFAULT_KS"]
@@ -43,29 +43,42 @@ def target_ranks(scores: Tensor, targets: Tensor) -> Tensor:
         targets: ``[U]`` target column indices in ``[0, I)``.
 
     Raises:
-        ValueError / TypeError: shapes or ids out of range.
+        ValueError / TypeError: shapes or ids out of range, or NaN / ``+inf`` scores (a NaN
+            compares false with everything, so it would rank as a perfect hit); ``-inf`` marks
+            excluded columns and is allowed.
     """
+    _check_scores_and_targets(scores, targets)
+    t = scores.gather(1, targets.view(-1, 1).to(scores.device))
+    return (scores > t).sum(1)
+
+
+def _check_scores_and_targets(scores: Tensor, targets: Tensor) -> None:
     check_tensor("scores", scores, ndim=2, floating=True)
     check_tensor("targets", targets, ndim=1, integer=True)
     if targets.numel() != scores.size(0):
         raise ValueError(f"targets: expected {scores.size(0)} entries (one per score row), "
                          f"got {targets.numel()}")
-    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= scores.size(1)):
-        raise ValueError(f"targets: expected ids in [0, {scores.size(1)}), got "
-                         f"[{int(targets.min())}, {int(targets.max())}]")
-    t = scores.gather(1, targets.view(-1, 1).to(scores.device))
-    return (scores > t).sum(1)
+    check_ids("targets", targets, scores.size(1), what="item ids (score columns)")
+    check_no_nan_or_posinf("scores", scores)
 
 
 def ranking_metrics(ranks: Tensor, ks: Sequence[int] = DEFAULT_KS,
                     mrr_ks: Sequence[int] = (10,)) -> dict[str, float]:
-    """``hr@k``, ``ndcg@k`` for ``k in ks`` and ``mrr@k`` for ``k in mrr_ks`` from ranks ``[U]``."""
+    """``hr@k``, ``ndcg@k`` for ``k in ks`` and ``mrr@k`` for ``k in mrr_ks`` from ranks ``[U]``.
+
+    ``ks`` / ``mrr_ks`` are sequences of positive ints; a single int ``k`` means ``(k,)``.
+
+    Raises:
+        ValueError / TypeError: ranks not a non-empty 1-D integer tensor of non-negative
+            values, or ``ks`` / ``mrr_ks`` not positive ints.
+    """
     check_tensor("ranks", ranks, ndim=1, integer=True)
     if ranks.numel() == 0:
         raise ValueError("ranks: expected at least one user, got an empty tensor")
-    for name, vals in (("ks", ks), ("mrr_ks", mrr_ks)):
-        if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in vals):
-            raise ValueError(f"{name}: expected positive ints, got {list(vals)}")
+    lo = int(ranks.min())
+    if lo < 0:
+        raise ValueError(f"ranks: expected non-negative 0-based ranks, got minimum {lo}")
+    ks, mrr_ks = _k_list("ks", ks), _k_list("mrr_ks", mrr_ks)
     r = ranks.double()
     out: dict[str, float] = {}
     for k in ks:
@@ -76,6 +89,17 @@ def ranking_metrics(ranks: Tensor, ks: Sequence[int] = DEFAULT_KS,
     for k in mrr_ks:
         out[f"mrr@{k}"] = float(torch.where(r < k, 1.0 / (r + 1), torch.zeros_like(r)).mean())
     return out
+
+
+def _k_list(name: str, vals: object) -> tuple[int, ...]:
+    if isinstance(vals, int) and not isinstance(vals, bool):
+        vals = (vals,)
+    if isinstance(vals, (str, bytes)) or not isinstance(vals, Sequence):
+        raise TypeError(f"{name}: expected an int or a sequence of positive ints, got "
+                        f"{type(vals).__name__}")
+    if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in vals):
+        raise ValueError(f"{name}: expected positive ints, got {list(vals)}")
+    return tuple(vals)
 
 
 @torch.no_grad()
@@ -113,16 +137,19 @@ def sample_negatives(histories: Tensor, num_items: int, num_negatives: int = 100
     SASRec's ``util.py`` evaluation does.
 
     Raises:
-        ValueError: a user has interacted with every item, or bad sizes.
+        ValueError: a user has interacted with every item, an id of ``histories`` outside
+            ``[0, num_items]``, or bad sizes.
     """
     check_tensor("histories", histories, ndim=2, integer=True)
     if isinstance(num_items, bool) or not isinstance(num_items, int) or num_items < 1:
         raise ValueError(f"num_items: expected a positive int, got {num_items!r}")
+    check_ids("histories", histories, num_items + 1,
+              what=f"item ids (0 = padding, 1..num_items={num_items})")
     if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 1:
         raise ValueError(f"num_negatives: expected a positive int, got {num_negatives!r}")
     U = histories.size(0)
     seen = torch.zeros(U, num_items + 1, dtype=torch.bool)
-    seen.scatter_(1, histories.cpu().clamp(0, num_items), True)
+    seen.scatter_(1, histories.cpu().long(), True)
     seen[:, 0] = True
     free = (~seen).sum(1)
     if U and int(free.min()) == 0:
@@ -137,8 +164,17 @@ def sample_negatives(histories: Tensor, num_items: int, num_negatives: int = 100
 
 def sampled_target_ranks(scores: Tensor, targets: Tensor, negatives: Tensor) -> Tensor:
     """0-based rank ``[U]`` of each target among itself and its sampled ``negatives [U, C]``
-    (the number of negatives scored strictly higher)."""
-    check_tensor("scores", scores, ndim=2, floating=True)
+    (the number of negatives scored strictly higher).
+
+    Raises:
+        ValueError / TypeError: shapes, target or negative ids outside ``[0, I)``, or NaN /
+            ``+inf`` scores (as :func:`target_ranks`).
+    """
+    _check_scores_and_targets(scores, targets)
     check_tensor("negatives", negatives, ndim=2, integer=True)
+    if negatives.size(0) != scores.size(0):
+        raise ValueError(f"negatives: expected {scores.size(0)} rows (one per score row), got "
+                         f"shape {tuple(negatives.shape)}")
+    check_ids("negatives", negatives, scores.size(1), what="item ids (score columns)")
     t = scores.gather(1, targets.view(-1, 1).to(scores.device))
     return (scores.gather(1, negatives.to(scores.device)) > t).sum(1)
