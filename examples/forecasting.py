@@ -2,10 +2,11 @@
 
     python examples/forecasting.py                       # a synthetic daily-cycle series
     python examples/forecasting.py my.csv units 24       # your CSV: first column `date`
+    python examples/forecasting.py --out results/        # where the plot (and demo CSV) go
 
 The same as ``contrastkit forecast --csv my.csv --target units --horizon 24 --plot forecast.png``.
 """
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +26,35 @@ def synthetic_csv(path: Path, hours: int = 2400) -> Path:
     return path
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 4:
-        csv, target, horizon = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("csv", nargs="?", help="your CSV (first column `date`); "
+                        "default: a synthetic hourly load series written to --out")
+    parser.add_argument("target", nargs="?", help="the column to forecast")
+    parser.add_argument("horizon", nargs="?", type=int, help="steps to forecast")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="folder for forecast.png (and the demo CSV); default: here")
+    args = parser.parse_args()
+    given = [a is not None for a in (args.csv, args.target, args.horizon)]
+    if any(given) and not all(given):
+        parser.error("give all of CSV TARGET HORIZON, or none for the synthetic demo")
+    if args.horizon is not None and args.horizon < 1:
+        parser.error(f"HORIZON must be a positive number of steps, got {args.horizon}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if all(given):
+        csv, target, horizon = args.csv, args.target, args.horizon
         overrides = {}
     else:
-        csv, target, horizon = synthetic_csv(Path("synthetic_load.csv")), "load", 24
+        csv, target, horizon = synthetic_csv(args.out / "synthetic_load.csv"), "load", 24
         overrides = {"iters": 60, "depth": 4, "output_dims": 64}     # a quick demo
-    result = forecast_csv(csv, target, horizon, overrides=overrides, png="forecast.png")
+    png = args.out / "forecast.png"
+    result = forecast_csv(csv, target, horizon, overrides=overrides, png=png)
     for key, value in result.metrics.items():
         print(f"{key:>20}  {value:.4f}")
     print("next", horizon, "steps:", np.round(result.future, 3))
-    print("plot: forecast.png")
+    print("plot:", png)
+
+
+if __name__ == "__main__":
+    main()

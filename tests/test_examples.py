@@ -101,11 +101,19 @@ def test_graph_clustering_reads_a_saved_data_safely(tmp_path):
 
 
 def test_forecasting(tmp_path):
-    out = _run("forecasting.py", cwd=tmp_path)
+    out = _run("forecasting.py", "--out", "results", cwd=tmp_path)
     assert _number(r"\bmse@24\s+([0-9.]+)", out) < _number(r"last_value_mse@24\s+([0-9.]+)", out)
     future = re.search(r"next 24 steps: \[([^\]]*)\]", out)
     assert future and len(future.group(1).split()) == 24, out
-    _png(tmp_path / "forecast.png")
+    _png(tmp_path / "results" / "forecast.png")
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_examples_help_runs_nothing(tmp_path, script):
+    """``--help`` prints the usage and exits: no training, no files written."""
+    out = _run(script, "--help", cwd=tmp_path, timeout=60)
+    assert "usage:" in out
+    assert not list(tmp_path.iterdir())
 
 
 def test_medical_timeseries(tmp_path):
