@@ -32,11 +32,9 @@ import datetime as _dt
 import difflib
 import json
 import math
-import os
 import platform
 import re
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -46,6 +44,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .core.atomic import atomic_write
 from .core.config import (RUN_SECTION, build_config, config_from_dict, load_yaml,
                           parse_overrides, save_config)
 from .registry import (MethodSpec, RunContext, RunResult, get_method, list_methods,
@@ -168,18 +167,17 @@ def _nan_for_null(value: Any) -> Any:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` atomically (a unique temporary file in the same folder, fsync, rename) as
-    strict JSON: an undefined metric (NaN) is written as ``null``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(_strict_json(data), indent=2, allow_nan=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` atomically (:func:`~contrastkit.core.atomic.atomic_write`) as strict JSON:
+    an undefined metric (NaN) is written as ``null``."""
+    text = json.dumps(_strict_json(data), indent=2, allow_nan=False) + "\n"
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def _write_embeddings(path: Path, emb: torch.Tensor) -> None:
+    """Save ``emb`` (detached, on the CPU, contiguous) with :func:`torch.save`, atomically."""
+    with atomic_write(path, "wb") as fh:
+        torch.save(emb.detach().cpu().contiguous(), fh)
 
 
 def _aggregate(per_seed: list[dict[str, float]], seeds: list[int]) -> dict[str, Any]:
@@ -419,7 +417,7 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         metrics = _check_metrics(result.metrics, f"{where}.metrics")
         if i == 0:
             emb = _check_embeddings(result.embeddings, f"{where}.embeddings")
-            torch.save(emb.detach().cpu().contiguous(), out / "embeddings.pt")
+            _write_embeddings(out / "embeddings.pt", emb)
         per_seed.append(metrics)
     elapsed = time.perf_counter() - t0
 

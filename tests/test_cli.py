@@ -398,3 +398,25 @@ def test_python_dash_m_methods():
     for name, dataset in [("grace", "cora"), ("gca", "computers"), ("mclrec", "beauty"),
                           ("ts2vec", "etth1")]:
         assert re.search(rf"^{name}\s+{dataset}\s", proc.stdout, re.M), name
+
+
+def test_embeddings_are_written_atomically(dummy, tmp_path, monkeypatch):
+    """A failure while writing embeddings.pt (disk full, ...) leaves the previous file intact and
+    no temporary file behind."""
+    out = tmp_path / "run"
+    assert _train("dummy", "--out", str(out)) == 0
+    before = (out / "embeddings.pt").read_bytes()
+
+    def failing_save(obj, f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)):
+            Path(f).write_bytes(b"PK\x03\x04 half an embeddings file")
+        else:
+            f.write(b"PK\x03\x04 half an embeddings file")
+        raise OSError("No space left on device (simulated)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", failing_save)
+        with pytest.raises(OSError, match="simulated"):
+            _train("dummy", "--seed", "1", "--out", str(out))
+    assert (out / "embeddings.pt").read_bytes() == before
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Union
@@ -294,3 +295,20 @@ def test_save_config_reserved_run_field(tmp_path):
     with pytest.raises(TypeError, match="cfg"):
         config_to_dict(HasRun)
     assert dataclasses.is_dataclass(HasRun)
+
+
+def test_save_config_writes_atomically_with_a_unique_temporary_file(tmp_path, monkeypatch):
+    """A fixed ``config.yaml.tmp`` name would let two writers clobber each other's temporary
+    file (here: a stranger's file of that name is overwritten and renamed away); the write must
+    also be fsync-ed before the rename."""
+    path = tmp_path / "config.yaml"
+    stranger = tmp_path / "config.yaml.tmp"
+    stranger.write_text("another writer's half-written file")
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    save_config(Cfg(lr=0.5), path, extra={"method": "m"})
+    assert synced, "save_config did not fsync the new file"
+    assert stranger.read_text() == "another writer's half-written file"
+    assert load_yaml(path)["lr"] == 0.5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "config.yaml.tmp"]

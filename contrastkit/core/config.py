@@ -35,6 +35,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
+from .atomic import atomic_write
+
 __all__ = [
     "RUN_SECTION",
     "build_config",
@@ -655,7 +657,10 @@ def save_config(cfg: Any, path: str | os.PathLike[str], extra: Mapping[str, Any]
     """Write a config (and run information) as YAML.
 
     The file holds the config fields at the top level and ``extra`` under a ``run:`` section,
-    so that ``contrastkit train METHOD --config PATH`` reproduces the run.
+    so that ``contrastkit train METHOD --config PATH`` reproduces the run. The file is written
+    atomically (:func:`~contrastkit.core.atomic.atomic_write`: a uniquely named temporary file in
+    the same folder, ``fsync``, :func:`os.replace`), so a crash or a concurrent writer never
+    leaves a partial config behind.
 
     Args:
         cfg: a config dataclass instance.
@@ -686,7 +691,6 @@ def save_config(cfg: Any, path: str | os.PathLike[str], extra: Mapping[str, Any]
         header += f": rerun with `contrastkit train {method} --config {p}`"
     text = header + "\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False,
                                           allow_unicode=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, p)
+    with atomic_write(p, "w", encoding="utf-8") as fh:
+        fh.write(text)
     return p
