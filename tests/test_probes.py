@@ -311,6 +311,22 @@ def test_knn_probe_separable_high_and_random_chance():
     assert abs(res["knn_top1"] - 0.25) < 0.05
 
 
+def test_knn_probe_tiny_temperature_votes_stay_finite():
+    x, y = mixture(n=300, c=5, sep=1.0)
+    x32 = x.astype(np.float32)
+    # float32 exp(s / 1e-3) overflows: the votes were inf / NaN and argmax picked class 0
+    votes = P.knn_scores(torch.nn.functional.normalize(torch.tensor(x32[200:]), dim=1),
+                         torch.nn.functional.normalize(torch.tensor(x32[:200]), dim=1),
+                         torch.tensor(y[:200]), 5, k=15, temperature=1e-3)
+    assert bool(torch.isfinite(votes).all())
+    res = P.knn_probe(x32[:200], y[:200], x32[200:], y[200:], k=15, temperature=1e-3)
+    assert res["knn_top1"] == pytest.approx(_knn_brute(x[:200], y[:200], x[200:], y[200:], 1,
+                                                       1.0, 5, "uniform"))  # 1-NN limit
+    # normal temperatures: identical to before
+    assert P.knn_probe(x[:200], y[:200], x[200:], y[200:], k=15, temperature=0.2)["knn_top1"] \
+        == pytest.approx(_knn_brute(x[:200], y[:200], x[200:], y[200:], 15, 0.2, 5, "exp"))
+
+
 def test_knn_probe_errors():
     x, y = mixture(n=50)
     with pytest.raises(ValueError, match="train_y: expected one label per row"):

@@ -225,6 +225,65 @@ def test_knn_matches_slow_reference_and_core_probe():
         knn_predict(query, bank, labels + 10, 7)
 
 
+def test_knn_tiny_temperature_is_finite_and_normal_temperatures_unchanged():
+    g = _gen(9)
+    bank, query = torch.randn(80, 5, generator=g), torch.randn(20, 5, generator=g)
+    labels = torch.randint(0, 6, (80,), generator=g)
+    # normal temperature: exactly the plain exp(s / t) vote
+    got = knn_predict(query, bank, labels, 6, k=10, temperature=0.1)
+    ref = _slow_knn(query, bank, labels, 6, 10, 0.1)
+    torch.testing.assert_close(got.double(), ref, rtol=1e-4, atol=1e-6)
+    # exp(s / 1e-3) overflows float32: the votes were inf (and NaN after the sum), now finite,
+    # and the vote goes to the nearest neighbour's class (the t -> 0 limit)
+    qn = torch.nn.functional.normalize(query, dim=1)
+    bn = torch.nn.functional.normalize(bank, dim=1)
+    nearest = labels[(qn @ bn.T).argmax(1)]
+    for t in (1e-3, 1e-6, 1e-30):
+        for q in (query, -query):  # -query: the largest weight would underflow to 0 instead
+            s = knn_predict(q, bank, labels, 6, k=10, temperature=t)
+            assert bool(torch.isfinite(s).all()) and bool((s.sum(1) > 0).all()), t
+        s = knn_predict(query, bank, labels, 6, k=10, temperature=t)
+        assert torch.equal(s.argmax(1), nearest), t
+        acc = knn_accuracy(bank, labels, query, nearest, num_classes=6, k=10, temperature=t)
+        assert acc["knn_top1"] == 1.0
+        assert knn_probe(bank, labels, query, nearest, k=10, temperature=t,
+                         num_classes=6)["knn_top1"] == 1.0
+
+
+def test_knn_accuracy_bad_input():
+    g = _gen(10)
+    bank, query = torch.randn(30, 4, generator=g), torch.randn(8, 4, generator=g)
+    labels, test_y = torch.randint(0, 3, (30,), generator=g), torch.randint(0, 3, (8,), generator=g)
+    with pytest.raises(ValueError, match="train_labels: expected 30 labels"):
+        knn_accuracy(bank, labels[:29], query, test_y)
+    with pytest.raises(ValueError, match="test_labels: expected 8 labels"):
+        knn_accuracy(bank, labels, query, test_y[:7])
+    with pytest.raises(ValueError, match="train_features: expected a 2-D"):
+        knn_accuracy(bank[0], labels, query, test_y)
+    with pytest.raises(TypeError, match="test_labels: expected an integer"):
+        knn_accuracy(bank, labels, query, test_y.float())
+    with pytest.raises(ValueError, match=r"test_labels: expected class indices in \[0, 3\)"):
+        knn_accuracy(bank, labels, query, torch.full((8,), 5), num_classes=3)
+    with pytest.raises(ValueError, match=r"test_labels: .*\[-1, "):
+        knn_accuracy(bank, labels, query, torch.full((8,), -1))
+    with pytest.raises(ValueError, match=r"bank_labels: expected values in \[0, 2\)"):
+        knn_accuracy(bank, labels, query, torch.zeros(8, dtype=torch.long), num_classes=2)
+    with pytest.raises(ValueError, match="k: expected an int >= 1"):
+        knn_accuracy(bank, labels, query, test_y, k=0)
+    with pytest.raises(ValueError, match="temperature"):
+        knn_accuracy(bank, labels, query, test_y, temperature=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        knn_accuracy(bank, labels, query, test_y, temperature=-0.1)
+    with pytest.raises(ValueError, match="train_labels: expected at least one labelled"):
+        knn_accuracy(bank, torch.full((30,), -1), query, test_y)
+    with pytest.raises(ValueError, match="test_labels: expected at least one"):
+        knn_accuracy(bank, labels, query[:0], test_y[:0])
+    nan_q = query.clone()
+    nan_q[2, 1] = float("nan")
+    with pytest.raises(ValueError, match="query: expected finite"):
+        knn_accuracy(bank, labels, nan_q, test_y)
+
+
 # ---------------------------------------------------------------------------------------------
 # Fashion-MNIST reader
 # ---------------------------------------------------------------------------------------------

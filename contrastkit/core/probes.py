@@ -493,15 +493,31 @@ def knn_scores(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: in
     ``query [Q, D]`` and ``bank [N, D]`` are taken as given (normalise them first for cosine);
     computed ``chunk_size`` queries at a time on the bank's device, in the bank's dtype, so memory
     is ``O(chunk_size * N)``. ``k`` is capped at ``N``. No validation: callers check inputs.
+
+    The weights are ``exp(s / temperature)`` exactly as long as a row's sum of ``k`` weights
+    fits the dtype and its largest weight is a normal number; a row whose largest weight would
+    overflow or underflow (a tiny temperature) is weighted by ``exp((s - s_max) / temperature)``
+    instead, i.e. rescaled by ``exp(-s_max / t)``: the same ranking of classes, finite scores
+    (no ``inf`` / NaN votes, no all-zero row).
     """
     labels = bank_labels.to(bank.device).long()
     query = query.to(device=bank.device, dtype=bank.dtype)
     kk = min(k, bank.shape[0])
+    # largest exponent whose k-term sum still fits the dtype (with a margin of e)
+    finfo = torch.finfo(bank.dtype)
+    safe_hi = math.log(finfo.max) - math.log(max(kk, 1)) - 1.0
+    safe_lo = math.log(finfo.tiny)
     out = torch.empty(query.shape[0], num_classes, dtype=bank.dtype, device=bank.device)
     for start in range(0, query.shape[0], chunk_size):
         q = query[start:start + chunk_size]
-        sim, nbr = (q @ bank.T).topk(kk, dim=1)                        # [B, k]
-        w = (sim / temperature).exp() if weighting == "exp" else torch.ones_like(sim)
+        sim, nbr = (q @ bank.T).topk(kk, dim=1)                        # [B, k], descending
+        if weighting == "exp":
+            z = sim / temperature
+            shifted = ((sim - sim[:, :1]) / temperature).exp()         # row max -> exp(0) = 1
+            top = z[:, :1]
+            w = torch.where((top > safe_hi) | (top < safe_lo), shifted, z.exp())
+        else:
+            w = torch.ones_like(sim)
         votes = torch.zeros(q.shape[0], num_classes, dtype=bank.dtype, device=bank.device)
         out[start:start + q.shape[0]] = votes.scatter_add_(1, labels[nbr], w)   # [B, C]
     return out

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core.checks import check_positive, check_tensor
+from ..core.checks import check_finite, check_ids, check_int, check_positive, check_tensor
 from ..core.probes import knn_scores
 
 __all__ = ["knn_predict", "knn_accuracy", "extract_features", "KNNMonitor"]
@@ -44,11 +44,22 @@ def knn_predict(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: i
         normalize: ℓ2-normalise ``query`` and ``bank`` first.
 
     Returns:
-        float32 scores ``[Q, num_classes]``.
+        float32 scores ``[Q, num_classes]`` (a row whose weights would overflow or underflow
+        at a tiny ``temperature`` is rescaled by ``exp(-s_max / t)``; see
+        :func:`~contrastkit.core.probes.knn_scores`).
+
+    Raises:
+        ValueError / TypeError: shapes, dtypes, non-finite features, labels outside
+            ``[0, num_classes)``, ``k < 1``, ``temperature <= 0`` or a bad ``chunk_size``.
     """
     check_tensor("query", query, ndim=2, floating=True)
     check_tensor("bank", bank, ndim=2, floating=True)
     check_tensor("bank_labels", bank_labels, ndim=1, integer=True)
+    if bank.shape[0] == 0:
+        raise ValueError("bank: expected at least one row, got shape (0, ...)")
+    check_int("num_classes", num_classes, minimum=1)
+    check_finite("query", query)
+    check_finite("bank", bank)
     if query.shape[1] != bank.shape[1]:
         raise ValueError(f"query and bank: expected the same feature dimension, got "
                          f"{query.shape[1]} and {bank.shape[1]}")
@@ -60,10 +71,7 @@ def knn_predict(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: i
     check_positive("temperature", temperature)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
-    if bank_labels.numel() and (int(bank_labels.min()) < 0
-                                or int(bank_labels.max()) >= num_classes):
-        raise ValueError(f"bank_labels: expected values in [0, {num_classes}), got "
-                         f"[{int(bank_labels.min())}, {int(bank_labels.max())}]")
+    check_ids("bank_labels", bank_labels, num_classes, what="values")
     bank = bank.float()
     query = query.float().to(bank.device)
     labels = bank_labels.to(bank.device).long()
@@ -81,12 +89,36 @@ def knn_accuracy(train_features: Tensor, train_labels: Tensor, test_features: Te
 
     ``knn_top5`` is reported when there are more than 5 classes. Bank rows with a negative
     label (unlabeled images) are dropped.
+
+    Raises:
+        ValueError / TypeError: features not 2-D float ``[N, D]`` with one label per row, no
+            labelled bank row, an empty test set, test labels outside ``[0, num_classes)``,
+            ``k < 1``, ``temperature <= 0`` (and the checks of :func:`knn_predict`).
     """
+    check_tensor("train_features", train_features, ndim=2, floating=True)
+    check_tensor("train_labels", train_labels, ndim=1, integer=True)
+    check_tensor("test_features", test_features, ndim=2, floating=True)
+    check_tensor("test_labels", test_labels, ndim=1, integer=True)
+    for name, feats, labels, fname in (
+            ("train_labels", train_features, train_labels, "train_features"),
+            ("test_labels", test_features, test_labels, "test_features")):
+        if labels.numel() != feats.shape[0]:
+            raise ValueError(f"{name}: expected {feats.shape[0]} labels (one per row of "
+                             f"{fname}), got {labels.numel()}")
+    if test_labels.numel() == 0:
+        raise ValueError("test_labels: expected at least one test example, got none")
+    check_int("k", k, minimum=1)
+    check_positive("temperature", temperature)
+    if num_classes is not None:
+        check_int("num_classes", num_classes, minimum=1)
     keep = train_labels >= 0
     if not bool(keep.all()):
         train_features, train_labels = train_features[keep], train_labels[keep]
+    if train_labels.numel() == 0:
+        raise ValueError("train_labels: expected at least one labelled (>= 0) bank row, got none")
     n_cls = int(max(int(train_labels.max()), int(test_labels.max())) + 1) if num_classes is None \
         else int(num_classes)
+    check_ids("test_labels", test_labels, n_cls, what="class indices")
     scores = knn_predict(test_features, train_features, train_labels, n_cls, k=k,
                          temperature=temperature, chunk_size=chunk_size)
     target = test_labels.to(scores.device).long()
