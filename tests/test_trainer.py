@@ -330,6 +330,38 @@ def test_checkpoint_with_unsafe_objects_is_refused(tmp_path):
         load_checkpoint(tmp_path / "unsafe.pt")
 
 
+class OpaqueExtraState(ToyMethod):
+    """Keeps an object in its extra state that weights_only loading cannot rebuild."""
+
+    def get_extra_state(self) -> Any:
+        return {"best": {"score": 0.5, "note": Opaque()}}
+
+    def set_extra_state(self, state: Any) -> None:
+        pass
+
+
+def test_save_refuses_state_that_could_not_be_loaded_back(tmp_path):
+    """Refused when saving, naming the entry, instead of a checkpoint that fails on resume."""
+    with pytest.raises(TypeError, match=r"^state\['method'\]\['_extra_state'\]\['best'\]"
+                                        r"\['note'\]: expected tensors.*got a .*Opaque"):
+        Trainer(1, progress=False, out_dir=tmp_path).fit(make_method(OpaqueExtraState),
+                                                         make_loader())
+    assert not (tmp_path / "checkpoint.pt").exists()
+    with pytest.raises(TypeError, match=r"^state\['cfg'\]\['scale'\]: .*numpy"):
+        save_checkpoint(tmp_path / "np.pt", {"cfg": {"scale": np.float32(2.0)}})
+    with pytest.raises(TypeError, match=r"^state\['hooks'\]\[1\]: .*cannot be pickled"):
+        save_checkpoint(tmp_path / "fn.pt", {"hooks": [1, lambda x: x]})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.jsonl"]  # no checkpoint, no temp
+    plain = {"w": torch.nn.Parameter(torch.ones(2)), "shape": torch.Size([2]),
+             "dtype": torch.float16, "dev": torch.device("cpu"), "ids": {1, 2}, "raw": b"ab",
+             "nested": [(1, 2.5, None, True, "s")]}
+    save_checkpoint(tmp_path / "plain.pt", plain)
+    assert load_checkpoint(tmp_path / "plain.pt")["shape"] == torch.Size([2])
+    with torch.serialization.safe_globals([Opaque]):  # a registered class round-trips: allowed
+        save_checkpoint(tmp_path / "registered.pt", {"obj": Opaque()})
+        assert isinstance(load_checkpoint(tmp_path / "registered.pt")["obj"], Opaque)
+
+
 # ---- errors and logs ------------------------------------------------------------------------
 def test_non_finite_loss_names_epoch_and_step():
     class Exploding(ToyMethod):
