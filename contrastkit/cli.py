@@ -34,6 +34,7 @@ import json
 import math
 import platform
 import re
+import shutil
 import sys
 import time
 import traceback
@@ -231,28 +232,45 @@ def _registry_function(name: str) -> Any:
     return fn if callable(fn) else None
 
 
+def _compatible_ids(spec: MethodSpec) -> list[str] | None:
+    """Ids of the registered datasets ``spec`` takes (its ``accepts``; when it declares none,
+    those of its default dataset's domain), or ``None`` without a dataset registry."""
+    compatible, get_spec = _registry_function("compatible"), _registry_function("get_spec")
+    if compatible is None or get_spec is None:
+        return None
+    accepts = tuple(spec.accepts)
+    if not accepts:
+        try:
+            accepts = (get_spec(spec.default_dataset).domain,)
+        except (ValueError, TypeError):
+            return None
+    return [s.id for s in compatible(accepts)]
+
+
 def _canonical_dataset(name: Any, spec: MethodSpec, where: str) -> str:
-    """Canonical dataset id for ``name``: via the dataset registry, else the method's presets."""
+    """Canonical dataset id for ``name``: via the dataset registry, else the method's presets.
+
+    A registered dataset of another kind than the method takes (``train mclrec --dataset
+    cora``) is refused here, before the run folder exists.
+    """
     if not isinstance(name, str) or not name.strip():
         raise TypeError(f"{where}: expected a dataset id (non-empty string), got {name!r}")
     text = name.strip()
     canonical_name = _registry_function("canonical_name")
-    known: list[str] = []
+    known = _compatible_ids(spec) or []
     if canonical_name is not None:
         try:
-            return str(canonical_name(text))
+            found = str(canonical_name(text))
         except (ValueError, KeyError, TypeError):
-            pass
-        registered = _registry_function("registered")
-        try:
-            # the datasets of the method's own domain (that of its default dataset)
-            domain = _registry_function("get_spec")(spec.default_dataset).domain
-        except Exception:  # noqa: BLE001
-            domain = None
-        try:
-            known = [s.id for s in registered(domain)] if registered is not None else []
-        except Exception:  # noqa: BLE001
-            known = []
+            found = None
+        if found is not None:
+            dataset_spec = _registry_function("get_spec")(found)
+            if spec.accepts and not dataset_spec.fits(spec.accepts):
+                raise ValueError(
+                    f"{where}: method '{spec.name}' takes {' or '.join(spec.accepts)} datasets, "
+                    f"got '{found}' (a {dataset_spec.tag} dataset); datasets it takes: "
+                    f"{', '.join(known)}")
+            return found
     # datasets the method itself knows (presets, default), e.g. when the registry is absent
     own = {k.lower(): k for k in (*spec.presets, spec.default_dataset)}
     norm = "-".join(text.lower().replace("_", " ").replace("-", " ").split())
@@ -394,7 +412,37 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     out = Path(args.out) if args.out else _default_out_dir(spec.name.lower(), dataset)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out: expected a folder, got an existing file {out}")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train_seeds(spec, cfg, seeds, device, progress, out, dataset, argv,
+                            resume=bool(getattr(args, "resume", False)))
+    except Exception:
+        if created and _nothing_trained(out):
+            # bad input that the method itself refused (a config value, the data): leave no
+            # run folder behind that looks like a run
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _nothing_trained(out: Path) -> bool:
+    """Whether ``out`` holds only what a run writes before its first epoch (``config.yaml``,
+    empty ``log.jsonl`` files, empty seed folders)."""
+    for path in out.rglob("*"):
+        if path.is_dir():
+            continue
+        if path.name == "config.yaml" and path.parent == out:
+            continue
+        if path.name == "log.jsonl" and path.stat().st_size == 0:
+            continue
+        return False
+    return True
+
+
+def _train_seeds(spec: MethodSpec, cfg: Any, seeds: list[int], device: str, progress: bool,
+                 out: Path, dataset: str, argv: Sequence[str], *, resume: bool) -> int:
+    """Train and evaluate every seed into ``out``; write ``embeddings.pt`` and
+    ``metrics.json``."""
     save_config(cfg, out / "config.yaml", extra=_run_info(spec, seeds, device, argv))
     print(f"{spec.name} on {dataset}, seed{'s' if len(seeds) > 1 else ''} "
           f"{', '.join(map(str, seeds))}, device {device} -> {out}")
@@ -407,7 +455,7 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if len(seeds) > 1:
             print(f"[seed {seed}: {i + 1}/{len(seeds)}] {seed_dir}")
         ctx = RunContext(out_dir=seed_dir, device=device, seed=seed, progress=progress,
-                         resume=bool(getattr(args, "resume", False)))
+                         resume=resume)
         _seed_everything(seed)
         result = spec.run(copy.deepcopy(cfg), ctx)
         where = f"{spec.name}.run() result"

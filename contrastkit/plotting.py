@@ -55,7 +55,7 @@ def read_logs(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
     """``{label: rows}`` for ``run_dir/log.jsonl`` and every ``run_dir/seed-*/log.jsonl``."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"run_dir: expected a run folder, got {run_dir} (not a folder)")
+        raise FileNotFoundError(f"DIR: expected a run folder, got {run_dir} (not a folder)")
     logs: dict[str, list[dict[str, Any]]] = {}
     for path in [run_dir / "log.jsonl", *sorted(run_dir.glob("seed-*/log.jsonl"))]:
         if path.is_file():
@@ -63,7 +63,7 @@ def read_logs(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
             logs[_first_seed_label(run_dir) if path.parent == run_dir
                  else path.parent.name.replace("-", " ")] = rows
     if not logs:
-        raise FileNotFoundError(f"run_dir: no log.jsonl in {run_dir} or its seed-* folders")
+        raise FileNotFoundError(f"DIR: no log.jsonl in {run_dir} or its seed-* folders")
     return logs
 
 

@@ -84,6 +84,10 @@ class MethodSpec:
         description: one line shown by ``contrastkit methods``.
         default_dataset: dataset used when none is given.
         presets: canonical dataset id -> config overrides (the paper's hyperparameters).
+        accepts: the data the method takes, as ``"domain"`` or ``"domain:kind"`` entries of
+            the dataset registry (e.g. ``("graph:homogeneous",)``; empty: not declared). The
+            command line refuses another dataset, and lists only these, before any file is
+            written.
     """
 
     name: str
@@ -93,6 +97,7 @@ class MethodSpec:
     description: str
     default_dataset: str
     presets: dict[str, dict] = field(default_factory=dict)
+    accepts: tuple[str, ...] = ()
 
 
 #: method name -> module that registers it when imported
@@ -151,6 +156,10 @@ def register(spec: MethodSpec) -> MethodSpec:
     if not isinstance(spec.presets, dict) or not all(
             isinstance(k, str) and isinstance(v, dict) for k, v in spec.presets.items()):
         raise TypeError(f"spec.presets ({spec.name}): expected a dict of dataset id -> dict")
+    if not isinstance(spec.accepts, tuple) or not all(
+            isinstance(a, str) and a for a in spec.accepts):
+        raise TypeError(f"spec.accepts ({spec.name}): expected a tuple of 'domain' or "
+                        f"'domain:kind' strings, got {spec.accepts!r}")
     _REGISTRY[spec.name.strip().lower()] = spec
     return spec
 

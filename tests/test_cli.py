@@ -311,21 +311,64 @@ def test_train_errors_exit_2(dummy, tmp_path, capsys, args, expected):
 
 
 @pytest.mark.parametrize("method, dataset, expected", [
-    ("mclrec", "cora", r"expected a sequential-recommendation dataset .*got 'cora' \(a graph"),
-    ("sasrec", "etth1", r"sequential-recommendation dataset .*got 'etth1' \(a timeseries"),
-    ("grace", "beauty", r"expected a homogeneous graph dataset .*got 'beauty' \(a sequence"),
-    ("pamc", "ml-100k", r"homogeneous graph dataset .*got 'ml-100k' \(a sequence"),
-    ("ts2vec", "cora", r"forecasting or classification time-series .*got 'cora' \(a graph"),
-    ("comet", "citeseer", r"patient-structured time-series dataset .*'citeseer' \(a graph"),
+    ("mclrec", "cora", r"method 'mclrec' takes sequence datasets, got 'cora' \(a "
+                       r"graph:homogeneous dataset\); datasets it takes: beauty, sports, "),
+    ("sasrec", "etth1", r"takes sequence datasets, got 'etth1' \(a timeseries:forecast"),
+    ("grace", "beauty", r"takes graph:homogeneous datasets, got 'beauty' \(a sequence"),
+    ("grace", "acm", r"takes graph:homogeneous datasets, got 'acm' \(a graph:heterogeneous"),
+    ("pamc", "ml-100k", r"takes graph:homogeneous datasets, got 'ml-100k' \(a sequence"),
+    ("meow", "cora", r"takes graph:heterogeneous datasets, got 'cora' \(a graph:homogeneous"),
+    ("ts2vec", "cora", r"takes timeseries:forecast or timeseries:classification datasets, got "
+                       r"'cora' \(a graph"),
+    ("ts2vec", "adfsu", r"got 'adfsu' \(a timeseries:patients dataset\)"),
+    ("autotcl", "beauty", r"takes timeseries:forecast or timeseries:classification datasets"),
+    ("comet", "citeseer", r"takes timeseries:patients datasets, got 'citeseer' \(a graph"),
+    ("simclr", "cora", r"takes image datasets, got 'cora'"),
     ("mclrec", "nosuch", r"unknown dataset 'nosuch' .*\(known datasets: beauty, ml-100k, sports, "
                          r"taobao, toys, yelp\)$"),
 ])
-def test_method_given_another_domains_dataset_exits_2(tmp_path, monkeypatch, capsys, method,
+def test_method_given_another_kind_of_dataset_exits_2(tmp_path, monkeypatch, capsys, method,
                                                       dataset, expected):
-    """A dataset of the wrong domain is refused before any file is read (no data needed)."""
+    """A dataset the method cannot use is refused before any file is read or written (no data
+    needed); the message lists only the datasets the method takes."""
     monkeypatch.chdir(tmp_path)
     assert _train(method, "--dataset", dataset, "--out", str(tmp_path / "run")) == 2
     assert re.search(expected, _error(capsys))
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_dataset_lists_only_those_the_method_takes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert _train("grace", "--dataset", "nosuch", "--out", str(tmp_path / "run")) == 2
+    known = _error(capsys).split("known datasets: ")[1].rstrip(")").split(", ")
+    assert "cora" in known and "citeseer" in known
+    assert not {"acm", "imdb", "beauty", "etth1", "fashion-mnist"} & set(known), known
+
+
+def test_run_refused_by_the_method_leaves_no_run_folder(dummy, tmp_path, capsys, monkeypatch):
+    """A config value the method refuses (checked inside ``run``) stops with exit 2 and removes
+    the folder the command created (only ``config.yaml`` was in it); a folder that existed
+    before, or one where an epoch was logged, stays."""
+    def refuse(cfg, ctx):
+        (ctx.out_dir / "log.jsonl").write_text("")
+        raise ValueError("dim: expected a positive int, got -3")
+
+    monkeypatch.setattr(registry.get_method("dummy"), "run", refuse)
+    assert _train("dummy", "--set", "dim=-3", "--out", "new") == 2
+    assert "dim: expected a positive int" in _error(capsys)
+    assert not (tmp_path / "new").exists()
+
+    (tmp_path / "mine").mkdir()
+    assert _train("dummy", "--set", "dim=-3", "--out", "mine") == 2
+    assert (tmp_path / "mine" / "config.yaml").is_file()
+
+    def fail_after_an_epoch(cfg, ctx):
+        (ctx.out_dir / "log.jsonl").write_text('{"epoch": 0, "loss": 1.0}\n')
+        raise ValueError("loss: expected a finite value, got nan")
+
+    monkeypatch.setattr(registry.get_method("dummy"), "run", fail_after_an_epoch)
+    assert _train("dummy", "--out", "partial") == 2
+    assert (tmp_path / "partial" / "log.jsonl").is_file()
 
 
 @pytest.mark.parametrize("content, expected", [

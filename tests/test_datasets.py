@@ -396,3 +396,27 @@ def test_other_domains_can_register(monkeypatch, tmp_path):
         datasets.register(datasets.DatasetSpec(
             id="other", domain="sequence", description="x", loader=loader,
             locate=lambda root: ("missing", None), aliases=("CORA",)))
+
+
+def test_every_dataset_declares_what_it_is_and_methods_find_theirs():
+    """Each registered dataset has a kind where its domain holds several (graphs, time series),
+    so a method can list exactly the datasets it takes."""
+    from contrastkit.datasets import compatible, get_spec, registered
+
+    kinds = {"graph": {"homogeneous", "heterogeneous"},
+             "timeseries": {"forecast", "classification", "patients"}}
+    for spec in registered():
+        if spec.domain in kinds:
+            assert spec.kind in kinds[spec.domain], (spec.id, spec.kind)
+    assert get_spec("acm").tag == "graph:heterogeneous"
+    assert get_spec("dblp-apa").tag == "graph:homogeneous"
+    assert get_spec("adfsu").tag == "timeseries:patients"
+    assert get_spec("etth1").tag == "timeseries:forecast"
+    assert get_spec("beauty").tag == "sequence"
+    homogeneous = {s.id for s in compatible(("graph:homogeneous",))}
+    assert {"cora", "citeseer", "usps", "dblp-apa"} <= homogeneous
+    assert not {"acm", "imdb", "beauty"} & homogeneous
+    assert {s.id for s in compatible(("graph",))} >= homogeneous | {"acm"}
+    assert get_spec("ucr-coffee").fits(("timeseries:forecast", "timeseries:classification"))
+    assert not get_spec("adfsu").fits(("timeseries:forecast", "timeseries:classification"))
+    assert get_spec("adfsu").fits(())  # nothing declared: anything

@@ -19,11 +19,11 @@ from . import sdcn as _sdcn  # noqa: F401  (registers SDCN-format clustering gra
 from . import sequence as _sequence  # noqa: F401  (registers beauty, sports, toys, yelp, ...)
 from . import images as _images  # noqa: F401  (registers fashion-mnist, cifar10/100, stl10)
 from .registry import (STATUSES, DatasetSpec, DatasetStatus, available, canonical_name,
-                       get_spec, load, load_for, register, registered)
+                       compatible, get_spec, load, load_for, register, registered)
 from .root import CACHE_ENV, DATA_ENV, cache_root, data_root, default_root, download_root
 
 __all__ = [
     "load", "load_for", "available", "data_root", "cache_root", "default_root", "download_root",
     "DatasetStatus", "DatasetSpec", "STATUSES", "register", "registered", "get_spec",
-    "canonical_name", "DATA_ENV", "CACHE_ENV",
+    "canonical_name", "compatible", "DATA_ENV", "CACHE_ENV",
 ]

@@ -394,5 +394,5 @@ def _load(src: GraphSource, root: Path, *, download: bool, normalize_features: b
 for _src in GRAPH_SOURCES:
     register(DatasetSpec(id=_src.id, domain="graph", description=_src.description,
                          loader=partial(_load, _src), locate=partial(_status, _src),
-                         aliases=_src.aliases))
+                         aliases=_src.aliases, kind="homogeneous"))
 del _src

@@ -441,7 +441,7 @@ def metapath_graph(name: str, metapath: str | None = None, root: str | Path | No
 for _src in HETERO_SOURCES:
     register(DatasetSpec(id=_src.id, domain="graph", description=_src.description,
                          loader=partial(_load, _src), locate=partial(_locate, _src),
-                         aliases=_src.aliases))
+                         aliases=_src.aliases, kind="heterogeneous"))
 del _src
 
 Tensor = torch.Tensor

@@ -202,7 +202,8 @@ def _loader(root: Path, *, download: bool = False, normalize_features: bool = Tr
 register(DatasetSpec(id="adfsu", domain="timeseries",
                      description="ADFSU Alzheimer's EEG: 88 patients (76 AD, 12 healthy), "
                                  "patient -> trial (EC/EO, 8 s) hierarchy, 19 ch, 128 Hz",
-                     loader=_loader, locate=_locate, aliases=("adfsu-ad-eeg",)))
+                     loader=_loader, locate=_locate, aliases=("adfsu-ad-eeg",),
+                     kind="patients"))
 
 
 # ---------------------------------------------------------------------------------- samples

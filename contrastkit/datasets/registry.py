@@ -42,6 +42,9 @@ class DatasetSpec:
         loader: ``loader(root, *, download, normalize_features) -> object``.
         locate: ``locate(root) -> (status, path)``.
         aliases: Other accepted names.
+        kind: What the data is within its domain, for methods that take only one kind:
+            ``"homogeneous"`` / ``"heterogeneous"`` graphs, ``"forecast"`` /
+            ``"classification"`` / ``"patients"`` time series (``""``: the domain says it all).
     """
 
     id: str
@@ -50,6 +53,17 @@ class DatasetSpec:
     loader: Loader = field(repr=False)
     locate: Locator = field(repr=False)
     aliases: tuple[str, ...] = ()
+    kind: str = ""
+
+    @property
+    def tag(self) -> str:
+        """``"domain:kind"`` (``"domain"`` when the kind is empty), e.g. ``"graph:homogeneous"``."""
+        return f"{self.domain}:{self.kind}" if self.kind else self.domain
+
+    def fits(self, accepts: tuple[str, ...] | list[str]) -> bool:
+        """Whether a method that takes ``accepts`` (``"domain"`` or ``"domain:kind"`` entries;
+        empty: anything) can use this dataset."""
+        return not accepts or self.domain in accepts or self.tag in accepts
 
 
 @dataclass(frozen=True)
@@ -215,6 +229,18 @@ def load(name: str, root: str | os.PathLike | None = None, *, download: bool | N
     if download is None:
         download = is_default_root(path)
     return spec.loader(path, download=download, normalize_features=normalize_features)
+
+
+def compatible(accepts: tuple[str, ...] | list[str]) -> list[DatasetSpec]:
+    """The registered datasets a method taking ``accepts`` can use (see :meth:`DatasetSpec.fits`).
+
+    Args:
+        accepts: ``"domain"`` or ``"domain:kind"`` entries, e.g. ``("graph:homogeneous",)``.
+
+    Returns:
+        The matching specs in registration order.
+    """
+    return [spec for spec in _SPECS.values() if spec.fits(tuple(accepts))]
 
 
 def load_for(name: str, *, domain: str, what: str, types: type | tuple[type, ...] = (),

@@ -160,9 +160,10 @@ def _dblp_load(root: Path, *, download: bool = False, normalize_features: bool =
 for _id, (_stem, _desc) in SDCN_SOURCES.items():
     register(DatasetSpec(id=_id, domain="graph", description=_desc,
                          loader=partial(_sdcn_load, _id), locate=partial(_sdcn_locate, _id),
-                         aliases=("reut",) if _id == "reuters" else ()))
+                         aliases=("reut",) if _id == "reuters" else (), kind="homogeneous"))
 register(DatasetSpec(id="dblp-apa", domain="graph",
                      description="DBLP co-author graph of PamC/SDCN (4,057 authors x 334, 4 "
                                  "classes) from HeCo's A-P-A meta-path",
-                     loader=_dblp_load, locate=_dblp_locate, aliases=("dblp-sdcn",)))
+                     loader=_dblp_load, locate=_dblp_locate, aliases=("dblp-sdcn",),
+                     kind="homogeneous"))
 del _id, _stem, _desc

@@ -527,7 +527,8 @@ def _archive_spec(archive: str, folder_name: str, reader) -> DatasetSpec:
 
     return DatasetSpec(id=sid, domain="timeseries",
                        description=f"{archive} classification: {folder_name}",
-                       loader=loader, locate=locate, aliases=(_slug(folder_name),))
+                       loader=loader, locate=locate, aliases=(_slug(folder_name),),
+                       kind="classification")
 
 
 def _slug(name: str) -> str:
@@ -558,7 +559,8 @@ KNOWN_ARCHIVE_SETS: dict[str, tuple[str, ...]] = {
 def _register_all() -> None:
     for s in FORECAST_SETS.values():
         register(DatasetSpec(id=s.id, domain="timeseries", description=s.description,
-                             loader=_forecast_loader(s), locate=_forecast_locator(s)),
+                             loader=_forecast_loader(s), locate=_forecast_locator(s),
+                             kind="forecast"),
                  replace=True)
     try:
         from .root import data_root

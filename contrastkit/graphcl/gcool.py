@@ -575,4 +575,4 @@ del _name
 register(MethodSpec(
     name="gcool", config_cls=GCooLConfig, run=run, evaluate=evaluate,
     description="gCooL: communal contrast (DeCA + ReSC) on GCA views (Li et al., 2022)",
-    default_dataset="computers", presets=GCOOL_PRESETS))
+    default_dataset="computers", presets=GCOOL_PRESETS, accepts=("graph:homogeneous",)))

@@ -494,18 +494,18 @@ class GCAPOTConfig(GCAConfig):
 register(MethodSpec(
     name="grace", config_cls=GRACEConfig, run=run, evaluate=evaluate,
     description="GRACE: two uniformly corrupted views, shared GCN, NT-Xent (Zhu et al., 2020)",
-    default_dataset="cora", presets=GRACE_PRESETS))
+    default_dataset="cora", presets=GRACE_PRESETS, accepts=("graph:homogeneous",)))
 register(MethodSpec(
     name="gca", config_cls=GCAConfig, run=run, evaluate=evaluate,
     description="GCA: GRACE with centrality-adaptive augmentation (Zhu et al., 2021)",
-    default_dataset="computers", presets=GCA_PRESETS))
+    default_dataset="computers", presets=GCA_PRESETS, accepts=("graph:homogeneous",)))
 register(MethodSpec(
     name="grace_pot", config_cls=GRACEPOTConfig, run=run, evaluate=evaluate,
     description="GRACE+POT: GRACE with the node-compactness regulariser (Yu et al., 2023), "
                 "POT paper protocol (--set pot=false: its baseline)",
-    default_dataset="cora", presets=GRACE_POT_PRESETS))
+    default_dataset="cora", presets=GRACE_POT_PRESETS, accepts=("graph:homogeneous",)))
 register(MethodSpec(
     name="gca_pot", config_cls=GCAPOTConfig, run=run, evaluate=evaluate,
     description="GCA+POT: GCA with the node-compactness regulariser (Yu et al., 2023), "
                 "POT paper protocol (--set pot=false: its baseline)",
-    default_dataset="cora", presets=GCA_POT_PRESETS))
+    default_dataset="cora", presets=GCA_POT_PRESETS, accepts=("graph:homogeneous",)))

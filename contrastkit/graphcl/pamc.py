@@ -665,8 +665,8 @@ def evaluate(config: PamCConfig, embeddings: Tensor, ctx: RunContext) -> dict[st
 register(MethodSpec(
     name="pamc", config_cls=PamCConfig, run=run, evaluate=evaluate,
     description="PamC: meta-node contrastive graph clustering (MLP + DEC, linear-cost negatives)",
-    default_dataset="citeseer", presets=PAMC_PRESETS))
+    default_dataset="citeseer", presets=PAMC_PRESETS, accepts=("graph:homogeneous",)))
 register(MethodSpec(
     name="scgc", config_cls=SCGCConfig, run=run, evaluate=evaluate,
     description="SCGC*: exact pairwise contrastive graph clustering (blockwise, PamC's baseline)",
-    default_dataset="citeseer", presets=SCGC_PRESETS))
+    default_dataset="citeseer", presets=SCGC_PRESETS, accepts=("graph:homogeneous",)))

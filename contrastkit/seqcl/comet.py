@@ -559,4 +559,4 @@ register(MethodSpec(
     name="comet", config_cls=COMETConfig, run=run, evaluate=evaluate,
     description="COMET: patient/trial/sample/observation contrastive learning for medical time "
                 "series (variant=comet|supervised|sample_only)",
-    default_dataset="adfsu", presets={"adfsu": ADFSU_PRESET}))
+    default_dataset="adfsu", presets={"adfsu": ADFSU_PRESET}, accepts=("timeseries:patients",)))

@@ -305,4 +305,4 @@ register(MethodSpec(
     name="mclrec", config_cls=MCLRecConfig, run=run, evaluate=evaluate,
     description="MCLRec: CL4SRec views + learnable model augmenters, alternating (meta) updates "
                 "(Qin et al., SIGIR 2023)",
-    default_dataset="beauty", presets=copy.deepcopy(MCLREC_PRESETS)))
+    default_dataset="beauty", presets=copy.deepcopy(MCLREC_PRESETS), accepts=("sequence",)))

@@ -597,8 +597,8 @@ register(MethodSpec(
     name="sasrec", config_cls=SASRecConfig, run=run, evaluate=evaluate,
     description="SASRec (RecBole variant): causal Transformer, full-softmax next-item CE, "
                 "full-ranking HR/NDCG",
-    default_dataset="beauty", presets=copy.deepcopy(SEQREC_PRESETS)))
+    default_dataset="beauty", presets=copy.deepcopy(SEQREC_PRESETS), accepts=("sequence",)))
 register(MethodSpec(
     name="cl4srec", config_cls=CL4SRecConfig, run=run, evaluate=evaluate,
     description="CL4SRec: SASRec + NT-Xent between crop/mask/reorder views (Xie et al., 2022)",
-    default_dataset="beauty", presets=copy.deepcopy(SEQREC_PRESETS)))
+    default_dataset="beauty", presets=copy.deepcopy(SEQREC_PRESETS), accepts=("sequence",)))

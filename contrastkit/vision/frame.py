@@ -506,5 +506,5 @@ def register_frame(name: str, method_cls: type[VisionMethod], config_cls: type,
     evaluate.__doc__ = "Re-evaluate saved ``[bank; test]`` embeddings (``contrastkit eval DIR``)."
     register(MethodSpec(name=name, config_cls=config_cls, run=run, evaluate=evaluate,
                         description=description, default_dataset="fashion-mnist",
-                        presets={k: dict(v) for k, v in PRESETS.items()}))
+                        presets={k: dict(v) for k, v in PRESETS.items()}, accepts=("image",)))
     return run, evaluate
