@@ -451,3 +451,45 @@ def test_meow_training_objective_matches_reference_with_gradients(monkeypatch, a
     params = [g, z, *m.head.parameters()]
     for a, b in zip(torch.autograd.grad(got, params), torch.autograd.grad(want, params)):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+
+
+# ------------------------------------------------------------------ checkpoints and resume
+def _tiny_cfg(epochs: int, adaptive: bool = False, **kw) -> MEOWConfig:
+    cls = AdaMEOWConfig if adaptive else MEOWConfig
+    return cls(**{"dataset": "toy", "epochs": epochs, "hidden_channels": 8,
+                         "projection_channels": 6, "num_clusters": [2], "edge_mask": [0.3],
+                         "pathsim_k": [10], "patience": 0, "checkpoint_every": 1,
+                         "kmeans_restarts": 1, **kw})
+
+
+@pytest.mark.parametrize("adaptive", [False, True], ids=["meow", "adameow"])
+def test_resume_continues_from_the_checkpoint_exactly(tmp_path, adaptive, restore_global_state):
+    """2 steps with checkpoints, then resume with a budget of 4: it starts at step 2 with the
+    best-loss bookkeeping restored and ends where an uninterrupted 4-step run ends."""
+    from contrastkit.graphcl.meow import fit
+    data = toy()
+    full, full_trainer = fit(_tiny_cfg(4, adaptive), data, adaptive=adaptive,
+                             out_dir=tmp_path / "full")
+    fit(_tiny_cfg(2, adaptive), data, adaptive=adaptive, out_dir=tmp_path / "part")
+    torch.manual_seed(99)  # another process: the generators are elsewhere
+    with pytest.warns(RuntimeWarning, match=r"config differs .*\['epochs'\]"):
+        resumed, trainer = fit(_tiny_cfg(4, adaptive), data, adaptive=adaptive,
+                               out_dir=tmp_path / "part", resume=True, device="cpu")
+    assert trainer.stats["start_epoch"] == 2 and trainer.stats["epochs_run"] == 2
+    assert [r["epoch"] for r in trainer.history] == [0, 1, 2, 3]
+    assert [r["loss"] for r in trainer.history] == [r["loss"] for r in full_trainer.history]
+    assert resumed.step == full.step == 4 and resumed.best_loss == full.best_loss
+    for k, v in full.state_dict().items():
+        if k != "_extra_state":
+            assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_resume_after_a_patience_stop_trains_nothing(tmp_path, restore_global_state):
+    from contrastkit.graphcl.meow import fit
+    data = toy()
+    cfg = _tiny_cfg(50, patience=1, lr=0.5)  # a large step: the loss soon stops improving
+    first, first_trainer = fit(cfg, data, out_dir=tmp_path)
+    assert len(first_trainer.history) < 50
+    with pytest.warns(RuntimeWarning, match="stopped early"):
+        again, trainer = fit(cfg, data, out_dir=tmp_path, resume=True)
+    assert trainer.stats["epochs_run"] == 0 and again.best_loss == first.best_loss

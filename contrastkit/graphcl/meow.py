@@ -57,8 +57,11 @@ on validation) → ``macro_f1@20`` ...; k-means on ``z`` (10 fits) → ``nmi``, 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -73,10 +76,12 @@ from ..core.method import ContrastiveMethod
 from ..core.metrics import ari, kmeans, nmi
 from ..core.pairs import SameLabel
 from ..core.probes import heco_probe
-from ..core.trainer import Trainer
+from ..core.trainer import CHECKPOINT_NAME, Trainer
 from ..core.weights import BlockWeight, LabelTable
 from ..registry import MethodSpec, RunContext, RunResult, register
 
+#: the state-dict key of a module's extra state (MEOW's best-loss bookkeeping)
+_EXTRA_STATE = "_extra_state"
 #: meta-path matrices denser than this are propagated densely (faster than sparse products)
 DENSE_FRACTION = 0.02
 
@@ -290,6 +295,15 @@ class PropMatrix:
     def to_dense(self) -> Tensor:
         return self.mat if self.dense else self.mat.to_dense()
 
+    def to(self, device: Any) -> "PropMatrix":
+        """This matrix on ``device`` (``self`` when it is already there)."""
+        device = torch.device(device)
+        if self.mat.device == device:
+            return self
+        moved = copy.copy(self)
+        moved.mat = self.mat.to(device)
+        return moved
+
 
 @dataclass
 class MetaPathInput:
@@ -345,8 +359,25 @@ class HeteroInputs:
         idx = coarse.indices()
         self.coarse = PropMatrix(idx[0], idx[1], coarse.values(), n, dense=dense)
 
-    def to(self, device: Any) -> "HeteroInputs":  # CPU library path; kept for the trainer
-        return self
+    def to(self, device: Any) -> "HeteroInputs":
+        """The inputs with everything a forward pass reads (features, meta-path, context and
+        coarse matrices) on ``device``; ``self`` on the CPU. Copies are made once per device and
+        cached. The masks are always drawn on the CPU from these CPU inputs (the same random
+        stream on every device) and moved by the method."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self
+        cache = self.__dict__.setdefault("_moved", {})
+        if str(device) not in cache:
+            moved = copy.copy(self)
+            moved.__dict__.pop("_moved", None)
+            moved.x = {t: None if x is None else x.to(device) for t, x in self.x.items()}
+            moved.metapaths = [dataclasses.replace(
+                mp, adj=mp.adj.to(device), contexts=[(t, m.to(device)) for t, m in mp.contexts])
+                for mp in self.metapaths]
+            moved.coarse = self.coarse.to(device)
+            cache[str(device)] = moved
+        return cache[str(device)]
 
 
 def _row_mean(m: Tensor) -> Tensor:
@@ -626,12 +657,19 @@ class MEOW(ContrastiveMethod):
         adjs = [mask_edges(mp, p, inp.n) for mp, p in zip(inp.metapaths, self.edge_mask)]
         self.masked = (xm, adjs)
 
+    def _device_inputs(self) -> HeteroInputs:
+        """The inputs on the parameters' device (the trainer moves the parameters only)."""
+        return self.inputs.to(next(self.parameters()).device)
+
     def forward_views(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(g^c, z, attention input)`` → returns coarse output, fused ``z`` and ``v``/``u``."""
-        inp = self.inputs
+        inp = self._device_inputs()
         if self.masked is None:
             self.sample_augmentations()
         xm, masked_adjs = self.masked
+        dev = next(self.parameters()).device
+        xm = None if xm is None else xm.to(dev)
+        masked_adjs = [a.to(dev) for a in masked_adjs]
         h = {t: self.proj[t](inp.x[t]) for t in inp.types}
         tgt = inp.target
         h_aug = self.proj[tgt](xm) if xm is not None else self.proj[tgt](None)
@@ -648,7 +686,7 @@ class MEOW(ContrastiveMethod):
         r"""Meta-path ``k``'s context embeddings ``e^P, ẽ^P [N, H]``:
         :math:`e^P_i = \mathrm{ELU}(h_i + \sum_{hops} \mathrm{Drop}(U \,
         \mathrm{mean}_{j \in C(i)} h^{t}_j))`, ``ẽ`` with the masked target projection."""
-        mp, maps = self.inputs.metapaths[k], self.context_maps[k]
+        mp, maps = self._device_inputs().metapaths[k], self.context_maps[k]
         ctx = [lin(m @ h[t] if m.layout == torch.strided else torch.sparse.mm(m, h[t]))
                for (t, m), lin in zip(mp.contexts, maps)]
         tgt = self.inputs.target
@@ -691,15 +729,38 @@ class MEOW(ContrastiveMethod):
         if value < self.best_loss:
             self.best_loss, self.since_best = value, 0
             if self.config.restore == "best_loss":
-                self.best_state = {k: t.detach().clone() for k, t in self.state_dict().items()}
+                self.best_state = {k: t.detach().clone() for k, t in self.state_dict().items()
+                                   if k != _EXTRA_STATE}
         else:
             self.since_best += 1
-        if self.config.patience and self.since_best >= self.config.patience:
+        if self._patience_exhausted():
             self.stop_training = True
 
+    def _patience_exhausted(self) -> bool:
+        return bool(self.config.patience) and self.since_best >= self.config.patience
+
     def restore_best(self) -> None:
+        """Load the parameters of the lowest-training-loss step (``restore="best_loss"``)."""
         if self.config.restore == "best_loss" and self.best_state is not None:
-            self.load_state_dict(self.best_state)
+            self.load_state_dict({**self.best_state, _EXTRA_STATE: self.get_extra_state()})
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The best-loss bookkeeping, saved in the trainer's checkpoints so that a resumed run
+        keeps its best step, patience counter and step count (the fixed masks of
+        ``resample_augmentations=False`` are not saved: a resumed run draws them anew)."""
+        return {"step": int(self.step), "best_loss": float(self.best_loss),
+                "since_best": int(self.since_best), "best_state": self.best_state or {}}
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore :meth:`get_extra_state`; a run stopped on patience stays stopped."""
+        if not isinstance(state, dict) or not {"step", "best_loss", "since_best",
+                                               "best_state"} <= set(state):
+            raise ValueError(f"state: expected MEOW's extra state (step, best_loss, since_best, "
+                             f"best_state), got {type(state).__name__}")
+        self.step, self.best_loss = int(state["step"]), float(state["best_loss"])
+        self.since_best = int(state["since_best"])
+        self.best_state = dict(state["best_state"]) or None
+        self.stop_training = self._patience_exhausted()
 
     @torch.no_grad()
     def embed(self, batch: Any = None) -> Tensor:
@@ -744,27 +805,44 @@ def _load(config: MEOWConfig) -> Any:
 
 
 def fit(config: MEOWConfig, data: Any = None, *, adaptive: bool = False, seed: int = 0,
-        out_dir: Any = None, progress: bool = False, inputs: HeteroInputs | None = None
-        ) -> tuple[MEOW, Trainer]:
-    """Build the method and train it with the shared trainer; restores by training loss."""
+        out_dir: Any = None, progress: bool = False, inputs: HeteroInputs | None = None,
+        device: str = "cpu", resume: bool | str | Path = False) -> tuple[MEOW, Trainer]:
+    """Build the method and train it with the shared trainer; restores by training loss.
+
+    Args:
+        config: the hyperparameters.
+        data: the heterogeneous graph (default: ``config.dataset`` loaded).
+        adaptive: AdaMEOW's learnt negative weights instead of MEOW's clusters.
+        seed: seed of the initialisation and of the trainer.
+        out_dir: the trainer's folder (log, ``checkpoint.pt``); ``None`` writes nothing.
+        progress: show the trainer's progress bar.
+        inputs: prepared :class:`HeteroInputs` (default: built from ``data``).
+        device: the trainer's device (the inputs follow the parameters there).
+        resume: as :meth:`~contrastkit.core.trainer.Trainer.fit`: ``True`` continues from
+            ``out_dir/checkpoint.pt``, a path from that file.
+
+    Returns:
+        ``(method with the best-loss parameters restored, trainer)``.
+    """
     data = data if data is not None else _load(config)
     inputs = inputs or HeteroInputs(data, config.pathsim_k)
     torch.manual_seed(seed)
     method = MEOW(config, inputs, adaptive=adaptive)
-    trainer = Trainer(config.epochs, seed=seed, progress=progress, out_dir=out_dir,
-                      checkpoint_every=config.checkpoint_every)
-    trainer.fit(method, [inputs])
+    trainer = Trainer(config.epochs, device=device, seed=seed, progress=progress,
+                      out_dir=out_dir, checkpoint_every=config.checkpoint_every)
+    trainer.fit(method, [inputs], resume=resume)
     method.restore_best()
     return method, trainer
 
 
 def _run(config: MEOWConfig, ctx: RunContext, adaptive: bool) -> RunResult:
     data = _load(config)
+    resume = bool(ctx.resume) and (Path(ctx.out_dir) / CHECKPOINT_NAME).exists()
     t0 = time.perf_counter()
     method, trainer = fit(config, data, adaptive=adaptive, seed=ctx.seed, out_dir=ctx.out_dir,
-                          progress=ctx.progress)
+                          progress=ctx.progress, device=ctx.device, resume=resume)
     train_s = time.perf_counter() - t0
-    z = method.embed()
+    z = method.embed().cpu()
     metrics = evaluate_embeddings(config, z, data, ctx.seed)
     metrics.update(steps=float(method.step), best_loss=float(method.best_loss), train_time_s=train_s,
                    time_per_epoch_s=float(trainer.stats.get("time_per_epoch_s", float("nan"))),
