@@ -702,3 +702,28 @@ def test_encoder_loss_with_local_term_matches_float64_reference(local_loss, view
     g_ref = assert_grads_match(got, ref, params)
     assert all(gr is None or not gr.any() for gr in g_ref[1 + len(list(
         method.encoder.parameters())):])
+
+
+def test_cli_resume_continues_from_the_checkpoint(tmp_path, monkeypatch, restore_global_state):
+    """`contrastkit train autotcl ... --resume` (ctx.resume): a run of 2 epochs resumed with a
+    budget of 4 starts at epoch 2 from the saved state (its first two epochs kept, two more
+    trained; the augmenter's optimizer moments restart, so it is not bit-identical)."""
+    import json
+    from dataclasses import replace
+
+    from contrastkit.core.checkpoint import load_checkpoint
+    from contrastkit.registry import RunContext
+    from test_ts2vec import _tiny_task
+    monkeypatch.setattr(T, "load_task", lambda config: _tiny_task())
+    cfg = {**SMALL, "checkpoint_every": 1}
+    ctx = RunContext(out_dir=tmp_path, device="cpu", seed=0, progress=False)
+    A.run(A.AutoTCLConfig(**cfg, epochs=2), ctx)
+    first = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    saved = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert saved["epoch"] == 2
+    with pytest.warns(RuntimeWarning, match=r"config differs .*\['epochs'\]"):
+        A.run(A.AutoTCLConfig(**cfg, epochs=4), replace(ctx, resume=True))
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1, 2, 3]
+    assert log[:2] == first
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 4

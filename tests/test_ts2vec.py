@@ -255,3 +255,44 @@ def test_run_and_evaluate_forecasting_roundtrip(tmp_path):
     assert again["mse@24"] == pytest.approx(res.metrics["mse@24"], rel=1e-6)
     with pytest.raises(ValueError, match="embeddings"):
         T.evaluate(cfg, res.embeddings[:-1], ctx)
+
+
+# ------------------------------------------------------------------ checkpoints and resume
+def _tiny_task():
+    """A small classification task (the CLI entry's ``load_task`` result) with two classes."""
+    from types import SimpleNamespace
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 6, 40, dtype=np.float32)
+    x = np.stack([np.stack([np.sin(t * (1 + c)), np.cos(t)], -1) for c in (0, 1) * 6])
+    x = (x + 0.1 * rng.normal(size=x.shape)).astype(np.float32)
+    y = np.array([0, 1] * 6)
+    return SimpleNamespace(x_train=x[:8], y_train=y[:8], x_test=x[8:], y_test=y[8:])
+
+
+def test_cli_resume_continues_from_the_checkpoint_exactly(tmp_path, monkeypatch,
+                                                          restore_global_state):
+    """`contrastkit train ts2vec ... --resume` (ctx.resume): 2 epochs with checkpoints, then a
+    budget of 4 starts at epoch 2 and ends where an uninterrupted 4-epoch run ends."""
+    import json
+    from dataclasses import replace
+
+    from contrastkit.core.checkpoint import load_checkpoint
+    from contrastkit.registry import RunContext
+    monkeypatch.setattr(T, "load_task", lambda config: _tiny_task())
+    cfg = dict(output_dims=8, hidden_dims=8, depth=1, batch_size=4, checkpoint_every=1)
+    full = RunContext(out_dir=tmp_path / "full", device="cpu", seed=3, progress=False)
+    part = replace(full, out_dir=tmp_path / "part")
+    for ctx in (full, part):
+        ctx.out_dir.mkdir()
+    want = T.run(T.TS2VecConfig(**cfg, epochs=4), full)
+    T.run(T.TS2VecConfig(**cfg, epochs=2), part)
+    assert load_checkpoint(part.out_dir / "checkpoint.pt")["epoch"] == 2
+    torch.manual_seed(99)
+    with pytest.warns(RuntimeWarning, match=r"config differs .*\['epochs'\]"):
+        got = T.run(T.TS2VecConfig(**cfg, epochs=4), replace(part, resume=True))
+    assert load_checkpoint(part.out_dir / "checkpoint.pt")["epoch"] == 4
+    log = [json.loads(line) for line in (part.out_dir / "log.jsonl").read_text().splitlines()]
+    ref = [json.loads(line) for line in (full.out_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1, 2, 3]
+    assert [r["loss"] for r in log] == [r["loss"] for r in ref]
+    assert torch.equal(got.embeddings, want.embeddings)

@@ -112,6 +112,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -199,6 +200,8 @@ class AutoTCLConfig:
         tfd_impl: ``"fft"`` (exact, fast on CPU) or ``"direct"`` convolution for the TFD.
         sliding_padding, encode_batch_size, pred_lens, max_ridge_samples, max_svm_train:
             evaluation (TS2Vec protocol).
+        checkpoint_every: write ``checkpoint.pt`` every this many epochs (0: at the end);
+            ``contrastkit train ... --resume`` continues from it.
     """
 
     dataset: str = "etth1"
@@ -247,6 +250,7 @@ class AutoTCLConfig:
     pred_lens: tuple[int, ...] | None = None
     max_ridge_samples: int = 100_000
     max_svm_train: int = 10_000
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         check_config_numbers(self)
@@ -255,6 +259,7 @@ class AutoTCLConfig:
                           "max_ridge_samples", "max_svm_train"))
         check_ints(self, ("depth", "aug_depth", "sliding_padding"), minimum=0)
         check_ints(self, ("iters", "epochs"), allow_none=True)
+        check_ints(self, ("checkpoint_every",), minimum=0)
         if isinstance(self.local_segments, bool) or not isinstance(self.local_segments, int) \
                 or self.local_segments < 4:
             raise ValueError(f"local_segments: expected an int >= 4, got {self.local_segments!r}")
@@ -804,7 +809,7 @@ class AutoTCL(AveragedEncoder, ContrastiveMethod):
 # ------------------------------------------------------------------------------ running
 def fit(config: AutoTCLConfig, train: np.ndarray, *, seed: int = 0, device: str = "cpu",
         progress: bool = False, out_dir: Any = None, evaluator: Any = None,
-        eval_every: int = 0) -> tuple[AutoTCL, Trainer]:
+        eval_every: int = 0, resume: bool | str | Path = False) -> tuple[AutoTCL, Trainer]:
     """Train AutoTCL on ``train [N, T, C]``: sections of ``max_train_length`` (NaN -> 0, as the
     released code), ``epochs`` shuffled passes (drop last), at most ``iters`` steps; both
     ``None``: TS2Vec's budget for the size of ``train``.
@@ -812,6 +817,11 @@ def fit(config: AutoTCLConfig, train: np.ndarray, *, seed: int = 0, device: str 
     ``evaluator(method) -> dict`` runs every ``eval_every`` epochs (the trainer's hook: the random
     state is restored afterwards, so training is unchanged); its values land in
     ``trainer.history``. The released training loop prints test scores every 10 epochs this way.
+
+    ``out_dir`` is the trainer's folder (log, ``checkpoint.pt``); ``resume`` as
+    :meth:`~contrastkit.core.trainer.Trainer.fit` (``True``: continue from
+    ``out_dir/checkpoint.pt``). A resumed run restarts the augmenter's optimizer moments and its
+    every-``ratio_step`` schedule (neither is in the checkpoint).
     """
     iters = config.iters
     if iters is None and config.epochs is None:
@@ -826,8 +836,9 @@ def fit(config: AutoTCLConfig, train: np.ndarray, *, seed: int = 0, device: str 
     torch.manual_seed(seed)
     method = AutoTCL(config, x.shape[-1])
     trainer = Trainer(epochs, device=device, seed=seed, progress=progress, out_dir=out_dir,
-                      deterministic=False, evaluator=evaluator, eval_every=eval_every)
-    trainer.fit(method, loader)
+                      checkpoint_every=config.checkpoint_every, deterministic=False,
+                      evaluator=evaluator, eval_every=eval_every)
+    trainer.fit(method, loader, resume=resume)
     method.eval()
     return method, trainer
 

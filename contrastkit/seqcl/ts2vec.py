@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -51,7 +52,7 @@ from torch import Tensor, nn
 
 from ..core.checks import check_choice, check_config_numbers, check_ints, check_positive, check_tensor
 from ..core.method import ContrastiveMethod
-from ..core.trainer import Trainer
+from ..core.trainer import CHECKPOINT_NAME, Trainer
 from ..registry import MethodSpec, RunContext, RunResult, register
 from .hierarchical import (MASK_MODES, AveragedEncoder, TSEncoder, encode_full,
                            hierarchical_contrastive_loss)
@@ -90,6 +91,8 @@ class TS2VecConfig:
         pred_lens: forecasting horizons (``None``: the dataset's protocol).
         max_ridge_samples: train/valid rows for ridge (subsampled when larger; 100,000).
         max_svm_train: SVM training rows (stratified subsample when larger; 10,000).
+        checkpoint_every: write ``checkpoint.pt`` every this many epochs (0: at the end);
+            ``contrastkit train ... --resume`` continues from it.
     """
 
     dataset: str = "etth1"
@@ -113,6 +116,7 @@ class TS2VecConfig:
     pred_lens: tuple[int, ...] | None = None
     max_ridge_samples: int = 100_000
     max_svm_train: int = 10_000
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         check_config_numbers(self)
@@ -120,6 +124,7 @@ class TS2VecConfig:
                           "encode_batch_size", "max_ridge_samples", "max_svm_train"))
         check_ints(self, ("depth", "temporal_unit", "sliding_padding"), minimum=0)
         check_ints(self, ("iters", "epochs"), allow_none=True)
+        check_ints(self, ("checkpoint_every",), minimum=0)
         check_positive("lr", self.lr)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
         if not 0.0 <= float(self.dropout) < 1.0:
@@ -468,8 +473,15 @@ def load_task(config: Any) -> Any:
 
 
 def fit(config: TS2VecConfig, train: np.ndarray, *, seed: int = 0, device: str = "cpu",
-        progress: bool = False, out_dir: Any = None) -> tuple[TS2Vec, Trainer]:
-    """Train TS2Vec on ``train [N, T, C]`` (NaN allowed) with the shared trainer."""
+        progress: bool = False, out_dir: Any = None, resume: bool | str | Path = False
+        ) -> tuple[TS2Vec, Trainer]:
+    """Train TS2Vec on ``train [N, T, C]`` (NaN allowed) with the shared trainer.
+
+    ``out_dir`` is the trainer's folder (log, ``checkpoint.pt``); ``resume`` as
+    :meth:`~contrastkit.core.trainer.Trainer.fit` (``True``: continue from
+    ``out_dir/checkpoint.pt``). The batch order depends only on the seed and the epoch, so a
+    resumed run continues exactly.
+    """
     x = prepare_train_data(np.asarray(train, dtype=np.float32), config.max_train_length)
     if config.iters is None and config.epochs is None:  # official: the array as given
         iters = default_iters(int(np.asarray(train).size))
@@ -481,23 +493,25 @@ def fit(config: TS2VecConfig, train: np.ndarray, *, seed: int = 0, device: str =
     torch.manual_seed(seed)
     method = TS2Vec(config, x.shape[-1])
     trainer = Trainer(epochs, device=device, seed=seed, progress=progress, out_dir=out_dir,
-                      deterministic=False)
-    trainer.fit(method, loader)
+                      checkpoint_every=config.checkpoint_every, deterministic=False)
+    trainer.fit(method, loader, resume=resume)
     method.eval()
     return method, trainer
 
 
 def run_protocol(fit_fn: Any, causal_encoder: Any, config: Any, ctx: RunContext) -> RunResult:
-    """Train with ``fit_fn(config, train, seed=, device=, progress=, out_dir=)`` and evaluate
-    with the dataset's protocol (shared by TS2Vec and AutoTCL).
+    """Train with ``fit_fn(config, train, seed=, device=, progress=, out_dir=, resume=)`` and
+    evaluate with the dataset's protocol (shared by TS2Vec and AutoTCL). ``resume`` is true when
+    ``ctx.resume`` is set and ``ctx.out_dir`` holds a checkpoint (``train --resume``).
 
     Forecasting: causal sliding representations from ``causal_encoder(method)``, ridge per
     horizon. Classification: ``method.embed`` on the train and test series, RBF-SVM.
     """
     data = load_task(config)
+    resume = bool(ctx.resume) and (Path(ctx.out_dir) / CHECKPOINT_NAME).exists()
     if hasattr(data, "pred_lens"):
         method, trainer = fit_fn(config, data.train_data, seed=ctx.seed, device=ctx.device,
-                                 progress=ctx.progress, out_dir=ctx.out_dir)
+                                 progress=ctx.progress, out_dir=ctx.out_dir, resume=resume)
         reprs = encode_causal(causal_encoder(method), data.data[:, :data.test_slice.stop],
                               config.sliding_padding, config.encode_batch_size)
         metrics = eval_forecasting(None, data, config.pred_lens, padding=config.sliding_padding,
@@ -505,7 +519,7 @@ def run_protocol(fit_fn: Any, causal_encoder: Any, config: Any, ctx: RunContext)
         emb = reprs.reshape(-1, reprs.size(-1))
     else:
         method, trainer = fit_fn(config, data.x_train, seed=ctx.seed, device=ctx.device,
-                                 progress=ctx.progress, out_dir=ctx.out_dir)
+                                 progress=ctx.progress, out_dir=ctx.out_dir, resume=resume)
         ztr, zte = method.embed(torch.from_numpy(data.x_train)), method.embed(
             torch.from_numpy(data.x_test))
         metrics = eval_classification(ztr.numpy(), data.y_train, zte.numpy(), data.y_test,
