@@ -643,6 +643,21 @@ def test_positive_mass_loss_matches_literal_reference():
                     torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10)
 
 
+def test_aligned_positives_with_fewer_candidates_than_anchors_are_rejected():
+    from contrastkit.core.losses import info_nce
+    a, b, _ = _data(10)
+    a, b = a[:10], b[:6]
+    # anchors 6..9 used to wrap around to candidates 0..3 (i mod M) silently
+    with pytest.raises(ValueError, match=r"positives: 'aligned' .* 10 anchors and 6 candidates"):
+        info_nce(a, b)
+    with pytest.raises(ValueError, match=r"positives: 'aligned' .* 10 anchors and 6"):
+        info_nce(a, b[:6], block_size=3)
+    # more candidates than anchors (extra negatives) pairs i with i, no wrap: still fine
+    assert torch.isfinite(info_nce(a[:4], b))
+    # the engine itself keeps its documented i <-> i mod M (the tests above rely on it)
+    assert torch.isfinite(contrastive_loss(a, b[:6], positives="aligned"))
+
+
 def test_a_loss_that_cannot_have_positives_is_named():
     a, b, _ = _data(10)
     with pytest.raises(ValueError, match="positives: 'aligned' pairs anchor i with candidate i"):

@@ -947,3 +947,46 @@ def test_pwe_loss_matches_literal_reference():
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(torch.autograd.grad(out, z)[0], torch.autograd.grad(ref, z)[0],
                                rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input that used to pass silently (NaN through, wrong shapes, empty queues)
+# ---------------------------------------------------------------------------------------------
+def _with_nan(t, index=(0, 0)):
+    t = t.clone()
+    t[index] = float("nan")
+    return t
+
+
+@pytest.mark.parametrize("kw", [dict(top_k=2), dict(keep_fraction=0.5), {}])
+def test_hard_infonce_rejects_non_finite_embeddings_like_the_engine(kw):
+    a, b = torch.randn(5, 3, generator=_gen(200)), torch.randn(5, 3, generator=_gen(201))
+    assert torch.isfinite(hard_infonce_loss(a, b, **kw))
+    with pytest.raises(ValueError, match="anchors: expected finite values, got 1 NaN"):
+        hard_infonce_loss(_with_nan(a), b, **kw)         # top_k / keep_fraction: was NaN
+    with pytest.raises(ValueError, match="candidates: expected finite values, got 0 NaN and 3"):
+        hard_infonce_loss(a, b.index_fill(0, torch.tensor([2]), float("inf")), **kw)
+    with pytest.raises(ValueError, match="anchors: expected finite"):
+        hard_nt_xent(_with_nan(a), b, **kw)
+    with pytest.raises(ValueError, match="positives: 'aligned' pairs anchor i with candidate i"):
+        hard_infonce_loss(a, None, **kw)                 # was a silent 0 with top_k
+
+
+def test_negative_weight_stats_checks_its_inputs():
+    a, b = torch.randn(5, 3, generator=_gen(250)), torch.randn(6, 3, generator=_gen(251))
+    st = negative_weight_stats(a, b)
+    assert all(math.isfinite(v) for v in st.values())
+    with pytest.raises(ValueError, match="candidates: expected feature size 3"):
+        negative_weight_stats(a, torch.randn(6, 4))
+    with pytest.raises(ValueError, match="candidates: expected finite values"):
+        negative_weight_stats(a, _with_nan(b))
+    with pytest.raises(ValueError, match="candidates: expected at least one row"):
+        negative_weight_stats(a, torch.zeros(0, 3))
+    with pytest.raises(TypeError, match="candidates: expected a floating-point"):
+        negative_weight_stats(a, torch.ones(6, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="positives: 'aligned' pairs anchor i with candidate i"):
+        negative_weight_stats(a)                     # every positive is the excluded self pair
+    with pytest.raises(ValueError, match="positives: 'aligned' .* 5 anchors and 4 candidates"):
+        negative_weight_stats(a, b[:4])              # anchor 4 would wrap to candidate 0
+    with pytest.raises(ValueError, match="temperature"):
+        negative_weight_stats(a, b, temperature=float("nan"))

@@ -165,6 +165,24 @@ class Dense(PairSelector):
         return self.weight[start:stop].to(device=device, dtype=dtype)
 
 
+def check_aligned_fits(positives: Any, num_anchors: int, num_candidates: int,
+                       name: str = "positives") -> None:
+    """Raise ``ValueError`` if ``positives="aligned"`` meets fewer candidates than anchors.
+
+    The engine's :class:`Aligned` pairs anchor ``i`` with candidate ``i mod M`` (which the
+    stacked-view offsets rely on); a loss that pairs two views row by row calls this so that
+    views of different lengths are an error instead of a silent wrap-around. More candidates
+    than anchors (extra negatives after the positives) is fine.
+    """
+    if isinstance(positives, str) and positives == "aligned" and num_anchors > num_candidates:
+        raise ValueError(
+            f"{name}: 'aligned' pairs anchor i with candidate i, so it needs at least as many "
+            f"candidates as anchors; got {num_anchors} anchors and {num_candidates} candidates "
+            f"(anchors {num_candidates}..{num_anchors - 1} would wrap around to candidate "
+            f"i mod {num_candidates}); pass views with the same number of rows, or explicit "
+            f"[2, P] pairs")
+
+
 def as_selector(value: Any, name: str) -> PairSelector | None:
     """Turn the engine's user-facing forms into a selector.
 

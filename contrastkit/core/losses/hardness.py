@@ -32,10 +32,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import (check_choice, check_embeddings, check_positive, check_same_shape,
-                      check_tensor, scalar_temperature)
+from ..checks import (check_choice, check_embeddings, check_finite, check_positive,
+                      check_same_device, check_same_shape, check_tensor, scalar_temperature)
 from ..engine import contrastive_loss, segment_logsumexp
-from ..pairs import PairSelector, as_selector
+from ..pairs import PairSelector, as_selector, check_aligned_fits
 from ..similarity import SIMILARITIES, get_similarity, paired_similarity
 
 _LOG0 = -1e30  # log 0 inside masked log-sum-exps (finite: no NaN gradients)
@@ -44,8 +44,13 @@ __all__ = ["hard_infonce_loss", "hard_nt_xent", "simple_contrastive_loss", "unif
            "alignment_loss", "tolerance", "negative_weight_stats", "HardInfoNCELoss"]
 
 
-def _sparse_positives(positives: Any, N: int, M: int, device: torch.device, dtype: torch.dtype
-                      ) -> tuple[Tensor, Tensor, Tensor]:
+def _sparse_positives(positives: Any, N: int, M: int, device: torch.device, dtype: torch.dtype,
+                      *, self_contrast: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    if self_contrast and isinstance(positives, str) and positives == "aligned":
+        raise ValueError("positives: 'aligned' pairs anchor i with candidate i, which with "
+                         "candidates=None is the anchor itself (excluded), leaving no positive: "
+                         "pass the other view as candidates, an int offset or [2, P] pairs")
+    check_aligned_fits(positives, N, M)
     sel = as_selector(positives, "positives")
     if sel is None or type(sel).sparse_block is PairSelector.sparse_block:
         raise ValueError(f"positives: expected sparse pairs ('aligned', an int offset, a [2, P] "
@@ -90,6 +95,8 @@ def hard_infonce_loss(anchors: Tensor, candidates: Tensor | None = None, *,
                          f"{tuple(b.shape)}")
     check_choice("similarity", similarity, SIMILARITIES)
     check_choice("reduction", reduction, ("mean", "sum", "none"))
+    if not self_contrast:
+        check_aligned_fits(positives, anchors.size(0), b.size(0))
     if top_k is not None and keep_fraction is not None:
         raise ValueError("top_k and keep_fraction: expected at most one of them, got both")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
@@ -104,11 +111,18 @@ def hard_infonce_loss(anchors: Tensor, candidates: Tensor | None = None, *,
         return contrastive_loss(anchors, candidates, positives=positives,
                                 temperature=temperature, similarity=similarity, form="infonce",
                                 diagonal="exclude", reduction=reduction, block_size=block_size)
+    # the truncated path does not go through the engine: check the values here, as it does
+    check_finite("anchors", anchors)
+    if not self_contrast:
+        if b.size(0) == 0:
+            raise ValueError("candidates: expected at least one row, got an empty tensor")
+        check_same_device("anchors", anchors, "candidates", b)
+        check_finite("candidates", b)
     N, M = anchors.size(0), b.size(0)
     dtype = torch.promote_types(torch.promote_types(anchors.dtype, b.dtype), torch.float32)
     a, bb = anchors.to(dtype), b.to(dtype)
     dev = a.device
-    r, c, w = _sparse_positives(positives, N, M, dev, dtype)
+    r, c, w = _sparse_positives(positives, N, M, dev, dtype, self_contrast=self_contrast)
     keep = w > 0
     if self_contrast:
         keep &= r != c
@@ -272,20 +286,39 @@ def negative_weight_stats(anchors: Tensor, candidates: Tensor | None = None, *,
     ``r_i = softmax_j(s_ij / tau)`` over the negatives, ``effective_negatives`` the mean of
     ``exp(H(r_i))`` (how many negatives receive gradient at this ``tau``).
 
+    Args:
+        anchors: ``[N, D]`` floating, finite.
+        candidates: ``[M, D]`` floating, finite, same device (``None``: the anchors themselves).
+        positives: sparse positives as in :func:`hard_infonce_loss`.
+        temperature: ``tau > 0``.
+        similarity: ``"cosine"``, ``"dot"`` or ``"neg_sq_dist"``.
+        block_size: anchors per block.
+
     Returns:
-        ``{"pos_mean", "pos_std", "neg_mean", "neg_std", "neg_entropy", "effective_negatives"}``.
+        ``{"pos_mean", "pos_std", "neg_mean", "neg_std", "neg_entropy", "effective_negatives"}``;
+        a statistic over an empty set (no positive pair, no negative) is NaN.
+
+    Raises:
+        ValueError / TypeError: shapes, dtypes, devices, non-finite values, bad positives
+            (e.g. ``"aligned"`` with ``candidates=None``), ``temperature`` or ``block_size``.
     """
     check_embeddings("anchors", anchors, ndim=2)
     self_contrast = candidates is None
-    b = anchors if self_contrast else check_tensor("candidates", candidates, ndim=2,
-                                                   floating=True)
+    if self_contrast:
+        b = anchors
+    else:
+        b = check_embeddings("candidates", candidates, ndim=2)
+        if b.size(1) != anchors.size(1):
+            raise ValueError(f"candidates: expected feature size {anchors.size(1)} like "
+                             f"anchors, got shape {tuple(b.shape)}")
+        check_same_device("anchors", anchors, "candidates", b)
     check_positive("temperature", temperature)
     check_choice("similarity", similarity, SIMILARITIES)
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size: expected a positive int, got {block_size!r}")
     N, M = anchors.size(0), b.size(0)
     a, bb = anchors.to(torch.float64), b.to(torch.float64)
-    r, c, w = _sparse_positives(positives, N, M, a.device, a.dtype)
+    r, c, w = _sparse_positives(positives, N, M, a.device, a.dtype, self_contrast=self_contrast)
     keep = w > 0
     if self_contrast:
         keep &= r != c

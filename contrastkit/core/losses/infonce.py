@@ -15,12 +15,20 @@ from torch import Tensor, nn
 from ..checks import check_embeddings, check_same_shape
 from ..distributed import all_gather_with_grad, get_rank, is_distributed
 from ..engine import contrastive_loss
-from ..pairs import Pairs
+from ..pairs import Pairs, check_aligned_fits
 
 
 def info_nce(anchors: Tensor, candidates: Tensor | None = None, *, positives: Any = "aligned",
              temperature: float | Tensor = 0.5, similarity: str = "cosine", **kwargs: Any) -> Tensor:
-    """InfoNCE of ``anchors [N, D]`` against ``candidates [M, D]`` (see ``contrastive_loss``)."""
+    """InfoNCE of ``anchors [N, D]`` against ``candidates [M, D]`` (see ``contrastive_loss``).
+
+    With ``positives="aligned"`` anchor ``i``'s positive is candidate ``i``: ``M >= N`` is
+    required (candidates beyond ``N`` are extra negatives); ``M < N`` raises ``ValueError``
+    instead of wrapping around to candidate ``i mod M``.
+    """
+    if candidates is not None and isinstance(anchors, Tensor) and isinstance(candidates, Tensor) \
+            and anchors.dim() >= 2 and candidates.dim() >= 2:
+        check_aligned_fits(positives, anchors.size(-2), candidates.size(-2))
     return contrastive_loss(anchors, candidates, positives=positives, temperature=temperature,
                             similarity=similarity, form="infonce", **kwargs)
 
