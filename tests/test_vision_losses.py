@@ -972,6 +972,37 @@ def test_hard_infonce_rejects_non_finite_embeddings_like_the_engine(kw):
         hard_infonce_loss(a, None, **kw)                 # was a silent 0 with top_k
 
 
+def test_swav_checks_every_crop_and_the_codes():
+    scores = [torch.randn(6, 4, generator=_gen(210 + v)) for v in range(4)]
+    codes = [sinkhorn_knopp(scores[0]), sinkhorn_knopp(scores[1])]
+    assert torch.isfinite(swav_loss(scores, codes=codes))
+    small_nan = scores[:3] + [_with_nan(scores[3])]      # a small crop only predicts: was NaN
+    with pytest.raises(ValueError, match=r"scores\[3\]: expected finite values"):
+        swav_loss(small_nan)
+    with pytest.raises(ValueError, match=r"scores\[0\]: expected finite values"):
+        swav_loss([_with_nan(scores[0])] + scores[1:], codes=codes)  # codes skip Sinkhorn
+    with pytest.raises(ValueError, match=r"scores\[0\]: expected at least one row"):
+        swav_loss([torch.zeros(0, 4)] * 2, codes=[torch.zeros(0, 4)] * 2)
+    with pytest.raises(ValueError, match=r"codes\[1\]: expected finite, non-negative weights"):
+        swav_loss(scores, codes=[codes[0], _with_nan(codes[1])])
+    with pytest.raises(ValueError, match=r"codes\[0\]: expected finite, non-negative"):
+        swav_loss(scores, codes=[-codes[0], codes[1]])
+    with pytest.raises(ValueError, match=r"codes\[1\]: expected shape \(6, 4\)"):
+        swav_loss(scores, codes=[codes[0], codes[1][:5]])
+    with pytest.raises(TypeError, match="codes: expected a list of 2 entries"):
+        swav_loss(scores, codes=torch.stack(codes))
+    with pytest.raises(ValueError, match="codes: expected 2 entries"):
+        swav_loss(scores, codes=codes[:1])
+    with pytest.raises(TypeError, match="queue_scores: expected a list"):
+        swav_loss(scores, queue_scores=torch.randn(2, 4))
+    with pytest.raises(ValueError, match="queue_scores and codes: expected at most one"):
+        swav_loss(scores, codes=codes, queue_scores=[None, None])
+    with pytest.raises(ValueError, match=r"queue_scores\[1\]: expected finite"):
+        swav_loss(scores, queue_scores=[None, _with_nan(torch.randn(3, 4))])
+    with pytest.raises(ValueError, match=r"scores\[2\]: expected shape \(6, 4\)"):
+        swav_loss(scores[:2] + [torch.randn(6, 5)], num_global=2)
+
+
 def test_negative_weight_stats_checks_its_inputs():
     a, b = torch.randn(5, 3, generator=_gen(250)), torch.randn(6, 3, generator=_gen(251))
     st = negative_weight_stats(a, b)

@@ -36,7 +36,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..checks import check_embeddings, check_int, check_positive, check_tensor
+from ..checks import (check_embeddings, check_finite, check_int, check_positive,
+                      check_same_device, check_tensor, check_weights)
 from ..distributed import get_world_size, is_distributed
 
 __all__ = ["sinkhorn_knopp", "swav_loss", "SwAVLoss", "SwAVPrototypes"]
@@ -124,6 +125,13 @@ def swav_loss(scores: Sequence[Tensor], *, num_global: int = 2, temperature: flo
 
     Returns:
         Scalar loss ``1/V_g sum_i 1/(V-1) sum_{v != i} mean_b CE(q_i, softmax(s_v / tau))``.
+
+    Raises:
+        ValueError / TypeError: ``scores`` not a list of at least 2 non-empty, finite ``[B, K]``
+            tensors of one shape and device; ``num_global`` not in ``[1, V]``; ``queue_scores``
+            / ``codes`` not a list of ``num_global`` entries (``[L, K]`` finite scores / ``[B, K]``
+            finite non-negative codes); both ``queue_scores`` and ``codes`` given (the queue
+            only feeds Sinkhorn, which precomputed codes skip).
     """
     if isinstance(scores, Tensor) or not isinstance(scores, (list, tuple)):
         raise TypeError(f"scores: expected a list of [B, K] tensors (one per crop), got "
@@ -132,32 +140,47 @@ def swav_loss(scores: Sequence[Tensor], *, num_global: int = 2, temperature: flo
     if V < 2:
         raise ValueError(f"scores: expected at least 2 crops, got {V}")
     for v, s in enumerate(scores):
-        check_tensor(f"scores[{v}]", s, ndim=2, floating=True)
+        # every crop, global or small, is checked: a small crop only predicts, so its NaN
+        # would otherwise pass straight into the loss (the global ones also go through Sinkhorn)
+        check_embeddings(f"scores[{v}]", s, ndim=2)
         if s.shape != scores[0].shape:
             raise ValueError(f"scores[{v}]: expected shape {tuple(scores[0].shape)} like "
-                             f"scores[0], got {tuple(s.shape)}")
+                             f"scores[0] (every crop: the same B images, the same K "
+                             f"prototypes), got {tuple(s.shape)}")
+        check_same_device("scores[0]", scores[0], f"scores[{v}]", s)
     check_int("num_global", num_global, 1)
     if num_global > V:
         raise ValueError(f"num_global: expected at most the number of crops ({V}), got "
                          f"{num_global}")
     check_positive("temperature", temperature)
-    B = scores[0].size(0)
-    if queue_scores is not None and len(queue_scores) != num_global:
-        raise ValueError(f"queue_scores: expected {num_global} entries (one per global crop), "
-                         f"got {len(queue_scores)}")
-    if codes is not None and len(codes) != num_global:
-        raise ValueError(f"codes: expected {num_global} tensors (one per global crop), got "
-                         f"{len(codes)}")
+    B, K = scores[0].shape
+    for name, seq in (("queue_scores", queue_scores), ("codes", codes)):
+        if seq is None:
+            continue
+        if isinstance(seq, Tensor) or not isinstance(seq, (list, tuple)):
+            raise TypeError(f"{name}: expected a list of {num_global} entries (one per global "
+                            f"crop), got {type(seq).__name__}")
+        if len(seq) != num_global:
+            raise ValueError(f"{name}: expected {num_global} entries (one per global crop), "
+                             f"got {len(seq)}")
+    if codes is not None and queue_scores is not None:
+        raise ValueError("queue_scores and codes: expected at most one of them (precomputed "
+                         "codes skip Sinkhorn, so the queue would be ignored), got both")
+    if codes is not None:
+        for i, q in enumerate(codes):
+            check_tensor(f"codes[{i}]", q, ndim=2, floating=True)
+            if q.shape != scores[0].shape:
+                raise ValueError(f"codes[{i}]: expected shape {tuple(scores[0].shape)} (the "
+                                 f"scores' [B, K]), got {tuple(q.shape)}")
+            check_same_device("scores[0]", scores[0], f"codes[{i}]", q)
+            check_weights(f"codes[{i}]", q.detach())
     # predictions in float32 at least (bf16/fp16 scores are upcast before the log-softmax)
     log_p = [torch.log_softmax(s.to(torch.promote_types(s.dtype, torch.float32)) / temperature,
                                dim=1) for s in scores]
     total = log_p[0].new_zeros(())
     for i in range(num_global):
         if codes is not None:
-            q = check_tensor(f"codes[{i}]", codes[i], ndim=2, floating=True).detach()
-            if q.shape != scores[0].shape:
-                raise ValueError(f"codes[{i}]: expected shape {tuple(scores[0].shape)}, got "
-                                 f"{tuple(q.shape)}")
+            q = codes[i].detach()
         else:
             s = scores[i].detach()
             extra = None if queue_scores is None else queue_scores[i]
@@ -166,6 +189,8 @@ def swav_loss(scores: Sequence[Tensor], *, num_global: int = 2, temperature: flo
                 if extra.size(1) != s.size(1):
                     raise ValueError(f"queue_scores[{i}]: expected {s.size(1)} prototype "
                                      f"columns, got shape {tuple(extra.shape)}")
+                check_same_device("scores[0]", s, f"queue_scores[{i}]", extra)
+                check_finite(f"queue_scores[{i}]", extra)
                 s = torch.cat([s, extra.detach().to(s.dtype)], 0)
             q = sinkhorn_knopp(s, epsilon=epsilon, iterations=iterations, gather=gather)[:B]
         sub = log_p[0].new_zeros(())
