@@ -1003,6 +1003,41 @@ def test_swav_checks_every_crop_and_the_codes():
         swav_loss(scores[:2] + [torch.randn(6, 5)], num_global=2)
 
 
+def test_amcl_checks_the_output_of_a_temperature_callable():
+    z1, z2 = torch.randn(6, 4, generator=_gen(220)), torch.randn(6, 4, generator=_gen(221))
+    good = lambda a, b: torch.full(a.shape[:-1], 0.5)  # noqa: E731
+    for smooth in (False, True):
+        assert torch.isfinite(amcl_loss(z1, z2, good, smooth=smooth))
+    cases = [
+        (lambda a, b: torch.full(a.shape[:-1], float("nan")), ValueError, "1? ?NaN|NaN"),
+        (lambda a, b: torch.full(a.shape[:-1], -0.5), ValueError, "non-positive"),
+        (lambda a, b: torch.zeros(a.shape[:-1]), ValueError, "positive, finite"),
+        (lambda a, b: torch.full(a.shape[:-1], float("inf")), ValueError, "infinite"),
+        (lambda a, b: torch.full((a.shape[0], 1), 0.5), ValueError, r"shape \[6\]"),
+        (lambda a, b: 0.5, TypeError, "floating-point tensor"),
+        (lambda a, b: torch.ones(a.shape[:-1], dtype=torch.long), TypeError, "torch.int64"),
+    ]
+    for fn, exc, match in cases:
+        for smooth in (False, True):
+            with pytest.raises(exc, match="temperature: expected the callable"):
+                amcl_loss(z1, z2, fn, smooth=smooth)
+            with pytest.raises(exc, match=match):
+                amcl_loss(z1, z2, fn, smooth=smooth, detach_input=True)
+
+    class WithPairwise:
+        def __call__(self, a, b):
+            return torch.full(a.shape[:-1], 0.5)
+
+        def pairwise(self, a, b):
+            return torch.full((a.size(0), b.size(0) - 1), 0.5)
+
+    with pytest.raises(ValueError, match=r"pairwise\(za, zb\) output to return shape \[6, 12\]"):
+        amcl_loss(z1, z2, WithPairwise(), smooth=True)
+    # AdaptiveTemperature (pairwise included) still passes through unchanged
+    net = AdaptiveTemperature(4, 8)
+    assert torch.isfinite(amcl_loss(z1, z2, net, smooth=True))
+
+
 def test_negative_weight_stats_checks_its_inputs():
     a, b = torch.randn(5, 3, generator=_gen(250)), torch.randn(6, 3, generator=_gen(251))
     st = negative_weight_stats(a, b)

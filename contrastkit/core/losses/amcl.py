@@ -163,6 +163,42 @@ def _as_temperature_fn(temperature: Any) -> Callable[[Tensor, Tensor], Tensor]:
                     f"or a positive float, got {type(temperature).__name__}")
 
 
+def _checked_tau(tau: Any, shape: tuple[int, ...], call: str) -> Tensor:
+    """The output of a temperature callable: a floating tensor of ``shape`` with positive,
+    finite values (one fused reduction), else a ``ValueError`` / ``TypeError`` naming
+    ``temperature``."""
+    if not isinstance(tau, Tensor) or not tau.is_floating_point():
+        got = f"dtype {tau.dtype}" if isinstance(tau, Tensor) else type(tau).__name__
+        raise TypeError(f"temperature: expected the callable's {call} to return a "
+                        f"floating-point tensor of shape {list(shape)}, got {got}")
+    if tuple(tau.shape) != tuple(shape):
+        raise ValueError(f"temperature: expected the callable's {call} to return shape "
+                         f"{list(shape)} (one temperature per pair), got {tuple(tau.shape)}")
+    t = tau.detach()
+    if not bool(((t > 0) & torch.isfinite(t)).all()):
+        raise ValueError(f"temperature: expected the callable's {call} to return positive, "
+                         f"finite temperatures, got {int(torch.isnan(t).sum())} NaN, "
+                         f"{int(torch.isinf(t).sum())} infinite and {int((t <= 0).sum())} "
+                         f"non-positive entries (minimum {float(t.nan_to_num(0.0).min())})")
+    return tau
+
+
+class _Checked:
+    """Wraps a temperature callable: every output is checked by :func:`_checked_tau`."""
+
+    def __init__(self, net: Any) -> None:
+        self.net = net
+        if hasattr(net, "pairwise"):
+            self.pairwise = self._pairwise
+
+    def __call__(self, za: Tensor, zb: Tensor) -> Tensor:
+        return _checked_tau(self.net(za, zb), tuple(za.shape[:-1]), "output (za, zb) -> tau")
+
+    def _pairwise(self, za: Tensor, zb: Tensor) -> Tensor:
+        return _checked_tau(self.net.pairwise(za, zb), (za.size(0), zb.size(0)),
+                            "pairwise(za, zb) output")
+
+
 class _Detached:
     def __init__(self, net: Any) -> None:
         self.net = net
@@ -198,8 +234,10 @@ def amcl_loss(z1: Tensor, z2: Tensor, temperature: Any, *, beta: float = 0.1,
         z1: ``[C, M, D]`` head outputs for view 1 (or ``[M, D]`` for one head); normalised here.
         z2: ``[C, M, D]`` for view 2; ``z2[c, i]`` is the positive of ``z1[c, i]``.
         temperature: an :class:`AdaptiveTemperature` (or any callable ``(za [P, D], zb [P, D])
-            -> tau [P]``), or a fixed positive float (warm start; the regularisers are then
-            constants and are dropped).
+            -> tau [P]``, optionally with ``pairwise(za [M, D], zb [N, D]) -> [M, N]``), or a
+            fixed positive float (warm start; the regularisers are then constants and are
+            dropped). A callable's output is checked: a floating tensor of the pairs' shape
+            with positive, finite values, else a ``ValueError`` / ``TypeError``.
         beta: regulariser weight (0.1).
         smooth: log-sum-exp over all negatives instead of the hardest one (``phi`` on every
             pair; uses ``temperature.pairwise`` when it has one).
@@ -228,6 +266,8 @@ def amcl_loss(z1: Tensor, z2: Tensor, temperature: Any, *, beta: float = 0.1,
     check_choice("regularizer", regularizer, REGULARIZERS)
     tau_fn = _as_temperature_fn(temperature)
     fixed = not callable(temperature)          # fixed tau: the regularisers are constants, dropped
+    if not fixed:
+        tau_fn = _Checked(tau_fn)
     if detach_input:
         raw_fn = tau_fn
         if hasattr(raw_fn, "pairwise"):
