@@ -1038,6 +1038,35 @@ def test_amcl_checks_the_output_of_a_temperature_callable():
     assert torch.isfinite(amcl_loss(z1, z2, net, smooth=True))
 
 
+def test_moco_parts_reject_nan_and_empty_queues():
+    q, k, queue = (torch.randn(4, 3, generator=_gen(230)), torch.randn(4, 3, generator=_gen(231)),
+                   torch.randn(7, 3, generator=_gen(232)))
+    extra = torch.randn(4, 2, 3, generator=_gen(233))
+    assert torch.isfinite(moco_loss(q, k, queue, extra_negatives=extra))
+    with pytest.raises(ValueError, match="extra_negatives: expected finite values, got 1 NaN"):
+        moco_loss(q, k, queue, extra_negatives=_with_nan(extra, (1, 0, 2)))
+    kq = KeyQueue(3, 5)
+    with pytest.raises(ValueError, match="keys: expected finite values"):
+        kq.enqueue(_with_nan(k))                          # was written, poisoning the queue
+    assert kq.num_filled == 0 and bool(torch.isfinite(kq.features).all())
+    with pytest.raises(ValueError, match="keys: expected at least one row"):
+        kq.enqueue(torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="queue: expected a non-empty"):
+        moco_loss(q, k, kq.filled()[0])                   # nothing enqueued yet
+    with pytest.raises(ValueError, match="queue: expected finite values"):
+        negative_interpolation(_with_nan(queue), lam=0.5)
+    with pytest.raises(ValueError, match="queue: expected at least one row"):
+        negative_interpolation(torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="queue: expected at least one row"):
+        ft_moco_loss(q, k, torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="queue: expected finite values"):
+        ft_moco_loss(q, k, _with_nan(queue))
+    with pytest.raises(ValueError, match="queue_ids: expected 7 ids"):
+        ft_moco_loss(q, k, queue, queue_ids=torch.arange(5), ids=torch.arange(4))
+    with pytest.raises(ValueError, match="queue: expected finite values"):
+        moco_score_stats(q, k, _with_nan(queue))
+
+
 def test_negative_weight_stats_checks_its_inputs():
     a, b = torch.randn(5, 3, generator=_gen(250)), torch.randn(6, 3, generator=_gen(251))
     st = negative_weight_stats(a, b)

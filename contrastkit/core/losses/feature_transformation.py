@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_choice, check_embeddings, check_positive, check_tensor
+from ..checks import check_choice, check_embeddings, check_finite, check_positive, check_tensor
 from .mochi import moco_loss
 
 __all__ = ["positive_extrapolation", "negative_interpolation", "ft_moco_loss",
@@ -129,8 +129,12 @@ def negative_interpolation(queue: Tensor, *, alpha: float = 1.6,
 
     Returns:
         ``(n_hat [Q, D], lam, permutation [Q])``.
+
+    Raises:
+        ValueError / TypeError: ``queue`` not a non-empty, finite floating ``[Q, D]``, a bad
+            ``permutation``, ``lam``, ``alpha`` or ``granularity``.
     """
-    check_tensor("queue", queue, ndim=2, floating=True)
+    check_embeddings("queue", queue, ndim=2)
     check_choice("granularity", granularity, GRANULARITIES)
     n = queue.detach()
     Q = n.size(0)
@@ -168,6 +172,11 @@ def ft_moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: floa
     check_embeddings("key", key, ndim=2, finite=False)
     check_tensor("queue", queue, ndim=2, floating=True)
     check_positive("temperature", temperature)
+    if interpolate and queue_ids is not None:
+        check_tensor("queue_ids", queue_ids, ndim=1, integer=True)
+        if queue_ids.numel() != queue.size(0):
+            raise ValueError(f"queue_ids: expected {queue.size(0)} ids (one per queue entry), "
+                             f"got {queue_ids.numel()}")
     q = nn.functional.normalize(query, dim=1, eps=1e-12)
     k = nn.functional.normalize(key, dim=1, eps=1e-12)
     n = nn.functional.normalize(queue.detach(), dim=1, eps=1e-12)
@@ -205,6 +214,7 @@ def moco_score_stats(query: Tensor, key: Tensor, queue: Tensor, *, temperature: 
         raise ValueError(f"key, queue: expected key {tuple(query.shape)} and a non-empty queue "
                          f"[Q, {query.size(1)}], got {tuple(key.shape)} and "
                          f"{tuple(queue.shape)}")
+    check_finite("queue", queue)
     q, k, n = (t.detach().to(torch.float64) for t in (query, key, queue))
     pos = (q * k).sum(1)
     s1 = s2 = e = 0.0

@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checks import (check_choice, check_embeddings, check_int, check_positive, check_tensor,
-                      scalar_temperature)
+from ..checks import (check_choice, check_embeddings, check_finite, check_int, check_positive,
+                      check_same_device, check_tensor, scalar_temperature)
 from ..engine import row_statistics
 from ..similarity import SIMILARITIES, paired_similarity
 
@@ -138,6 +138,8 @@ def moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: float |
         if extra_negatives.size(0) != B or extra_negatives.size(2) != query.size(1):
             raise ValueError(f"extra_negatives: expected shape [{B}, E, {query.size(1)}], got "
                              f"{tuple(extra_negatives.shape)}")
+        check_same_device("query", query, "extra_negatives", extra_negatives)
+        check_finite("extra_negatives", extra_negatives)
         if extra_negatives.size(1) > 0:
             h = extra_negatives.to(dtype)
             if similarity == "neg_sq_dist":
@@ -291,8 +293,14 @@ class KeyQueue(nn.Module):
 
     @torch.no_grad()
     def enqueue(self, keys: Tensor, ids: Tensor | None = None) -> None:
-        """Write ``keys [B, D]`` (normalised, detached) and their ``ids [B]`` (default ``-1``)."""
-        check_embeddings("keys", keys, ndim=2, finite=False)  # moco_loss checked the keys
+        """Write ``keys [B, D]`` (normalised, detached) and their ``ids [B]`` (default ``-1``).
+
+        Raises:
+            ValueError / TypeError: ``keys`` not a non-empty, finite floating ``[B, D]`` with
+                ``B <= size`` (a NaN key would poison every later step's denominator), or
+                ``ids`` not ``B`` integers.
+        """
+        check_embeddings("keys", keys, ndim=2)
         Q, D = self.features.shape
         if keys.size(1) != D:
             raise ValueError(f"keys: expected feature size {D}, got shape {tuple(keys.shape)}")
