@@ -1067,6 +1067,19 @@ def test_moco_parts_reject_nan_and_empty_queues():
         moco_score_stats(q, k, _with_nan(queue))
 
 
+@pytest.mark.parametrize("conditional", [True, False])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_cacr_rejects_non_finite_embeddings_in_every_mode(conditional, bad):
+    z = torch.randn(2, 4, 3, generator=_gen(240))
+    assert torch.isfinite(cacr_loss(z, conditional=conditional))
+    z[1, 2, 0] = bad
+    # conditional=False never reached the engine's check: the loss was NaN
+    with pytest.raises(ValueError, match=r"^z: expected finite values"):
+        cacr_loss(z, conditional=conditional)
+    with pytest.raises(ValueError, match=r"^z: expected finite values"):
+        cacr_loss(z, neg_temperature=0.0)
+
+
 def test_negative_weight_stats_checks_its_inputs():
     a, b = torch.randn(5, 3, generator=_gen(250)), torch.randn(6, 3, generator=_gen(251))
     st = negative_weight_stats(a, b)

@@ -99,8 +99,15 @@ def cacr_loss(z: Tensor, *, alpha: float = 1.0, beta: float = 1.0, pos_temperatu
 
     Returns:
         ``L_CA + L_CR``, or ``(total, L_CA, L_CR)``.
+
+    Raises:
+        ValueError / TypeError: ``z`` not a finite floating ``[V, M, D]`` with ``V, M >= 2``,
+            negative or non-finite scales / temperatures, ``debias_prior`` outside ``[0, 1)``.
     """
-    check_embeddings("z", z, ndim=3, finite=False)  # the engine checks
+    # checked here, not left to the engine: conditional=False (and neg_temperature=0) never
+    # calls it, so a NaN / inf in z became a NaN loss; and with conditional=True an inf turned
+    # into NaN in the normalisation before the engine saw it (its error named "anchors")
+    check_embeddings("z", z, ndim=3)
     V, M, _ = z.shape
     if V < 2 or M < 2:
         raise ValueError(f"z: expected [V, M, D] with V >= 2 views and M >= 2 images, got shape "
