@@ -100,3 +100,73 @@ def test_other_sets_labels_and_identity_features(name, n, offset_ok):
 def test_unknown_hetero_name_is_a_clear_error():
     with pytest.raises(ValueError, match="heterogeneous"):
         metapath_graph("cora", "PAP")
+
+
+# ----------------------------------------------------------------------------- bad files
+def _toy_source(monkeypatch, label_offset=0):
+    """A 4-paper / 3-author toy dataset registered under the id 'toy-hetero' for the test."""
+    from contrastkit.datasets import hetero as H
+    src = H.HeteroSource("toy-hetero", "toy", ("meow",), "paper",
+                         {"paper": "P", "author": "A"}, {"paper": 4, "author": 3},
+                         (("pa.txt", "paper", "author"),), {}, ("PAP",),
+                         label_offset=label_offset)
+    monkeypatch.setitem(H._BY_ID, src.id, src)
+    return H, src
+
+
+def _write_toy(root, labels, pa="# paper author\n0 0\n0 1\n\n1 1\n2 2\n3 0\n", splits=None):
+    d = root / "graph" / "hetero" / "toy" / "meow"
+    d.mkdir(parents=True, exist_ok=True)
+    np.save(d / "labels.npy", np.asarray(labels))
+    (d / "pa.txt").write_text(pa)
+    for r in (20, 40, 60):
+        for part in ("train", "val", "test"):
+            np.save(d / f"{part}_{r}.npy", np.asarray((splits or {}).get(part, [0, 1])))
+    return d
+
+
+def test_toy_hetero_loads(tmp_path, monkeypatch):
+    H, src = _toy_source(monkeypatch)
+    _write_toy(tmp_path, np.array([0.0, 1.0, 1.0, 0.0]))  # float labels (as ACM's) are fine
+    data = H._load(src, tmp_path)
+    assert data["paper"].y.tolist() == [0, 1, 1, 0] and data.num_classes == 2
+    assert data["paper", "to", "author"].edge_index.size(1) == 5
+
+
+@pytest.mark.parametrize("labels, match", [
+    ([0, 1, 1], r"labels.npy: expected 4 labels \(one per target node\), got 3"),
+    ([0, 1, 1, 0, 1], r"labels.npy: expected 4 labels .*got 5"),
+    ([[0, 1], [1, 0]], r"labels.npy: expected a 1-D array of 4 labels .*shape \(2, 2\)"),
+    ([0, -1, 1, 0], r"labels.npy: expected labels >= 0, got -1 at index 1 \(1 such"),
+    ([0.0, 1.5, 1.0, 0.0], r"labels.npy: expected integer class labels, got 1.5 at index 1"),
+    ([0.0, np.nan, 1.0, 0.0], r"labels.npy: expected integer class labels, got nan"),
+    (["a", "b", "c", "d"], r"labels.npy: expected integer class labels, got dtype <U1"),
+])
+def test_hetero_labels_are_checked_against_the_nodes(tmp_path, monkeypatch, labels, match):
+    H, src = _toy_source(monkeypatch)
+    _write_toy(tmp_path, labels)
+    with pytest.raises(ValueError, match=match):
+        H._load(src, tmp_path)
+
+
+def test_hetero_one_based_labels_and_splits_and_relations_are_checked(tmp_path, monkeypatch):
+    H, src = _toy_source(monkeypatch, label_offset=1)
+    _write_toy(tmp_path, [1, 2, 2, 0])  # IMDB-style 1-based labels with a 0 among them
+    with pytest.raises(ValueError, match=r"expected labels >= 1 \(stored 1-based\), got 0 at "
+                                         r"index 3"):
+        H._load(src, tmp_path)
+    H, src = _toy_source(monkeypatch)
+    _write_toy(tmp_path, [0, 1, 1, 0], splits={"val": [0, 4]})
+    with pytest.raises(ValueError, match=r"val_20.npy: expected node indices in \[0, 4\), got "
+                                         r"values in \[0, 4\]"):
+        H._load(src, tmp_path)
+    _write_toy(tmp_path, [0, 1, 1, 0], pa="0 0\n0 1\n\n1 x\n")
+    with pytest.raises(ValueError, match=r"pa.txt, line 4: field 2: expected an integer, got 'x'"):
+        H._load(src, tmp_path)
+    _write_toy(tmp_path, [0, 1, 1, 0], pa="0 0\n0 1 2\n")
+    with pytest.raises(ValueError, match=r"pa.txt, line 2: expected 2 fields as on line 1, got 3"):
+        H._load(src, tmp_path)
+    _write_toy(tmp_path, [0, 1, 1, 0], pa="# header\n0 0\n\n1 3\n")
+    with pytest.raises(ValueError, match=r"pa.txt, line 4: destination id: expected a value in "
+                                         r"\[0, 3\) \(the number of destination nodes\), got 3"):
+        H._load(src, tmp_path)

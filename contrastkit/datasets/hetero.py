@@ -41,6 +41,7 @@ import scipy.sparse as sp
 import torch
 from torch_geometric.data import Data, HeteroData
 
+from ._text import data_line_numbers, loadtxt
 from .registry import DatasetSpec, register
 
 __all__ = ["HeteroSource", "HETERO_SOURCES", "load_hetero", "metapath_graph",
@@ -173,7 +174,20 @@ def _locate(src: HeteroSource, root: Path) -> tuple[str, str | None]:
 
 # ----------------------------------------------------------------------------- matrices
 def _read_relation(path: Path, n_src: int, n_dst: int) -> sp.csr_matrix:
-    pairs = np.loadtxt(path, dtype=np.int64).reshape(-1, 2)
+    """Binary ``[n_src, n_dst]`` incidence from ``src dst`` lines; a malformed line or an id out
+    of range is a ``ValueError`` naming the file and the line."""
+    pairs = loadtxt(path, dtype=np.int64, ndmin=2)
+    if pairs.size and pairs.shape[1] != 2:
+        raise ValueError(f"{path}: expected 2 ids per line ('source destination'), got "
+                         f"{pairs.shape[1]}")
+    pairs = pairs.reshape(-1, 2)
+    for col, n, what in ((0, n_src, "source"), (1, n_dst, "destination")):
+        bad = np.flatnonzero((pairs[:, col] < 0) | (pairs[:, col] >= n))
+        if bad.size:
+            line = data_line_numbers(path)[bad[0]]
+            raise ValueError(f"{path}, line {line}: {what} id: expected a value in [0, {n}) "
+                             f"(the number of {what} nodes), got {pairs[bad[0], col]} "
+                             f"({bad.size} such lines)")
     m = sp.coo_matrix((np.ones(len(pairs), dtype=np.float64), (pairs[:, 0], pairs[:, 1])),
                       shape=(n_src, n_dst)).tocsr()
     m.data[:] = 1.0  # duplicate lines count once: a relation is binary
@@ -347,6 +361,46 @@ def _row_normalize(x: np.ndarray | sp.spmatrix) -> torch.Tensor:
     return torch.from_numpy(np.asarray(x.todense(), dtype=np.float32))
 
 
+def _read_labels(path: Path, num_nodes: int, offset: int) -> np.ndarray:
+    """``labels.npy`` as int64 labels ``>= 0`` (after subtracting ``offset``), one per target
+    node; anything else is a ``ValueError`` naming the file."""
+    raw = np.load(path)
+    if raw.ndim != 1:
+        raise ValueError(f"{path}: expected a 1-D array of {num_nodes} labels (one per target "
+                         f"node), got shape {raw.shape}")
+    if raw.shape[0] != num_nodes:
+        raise ValueError(f"{path}: expected {num_nodes} labels (one per target node), got "
+                         f"{raw.shape[0]}")
+    if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+        raise ValueError(f"{path}: expected integer class labels, got dtype {raw.dtype}")
+    if np.issubdtype(raw.dtype, np.floating):  # ACM stores them as float64
+        bad = np.flatnonzero(~np.isfinite(raw) | (raw != np.round(raw)))
+        if bad.size:
+            raise ValueError(f"{path}: expected integer class labels, got {float(raw[bad[0]])} at "
+                             f"index {bad[0]} ({bad.size} such entries)")
+    y = raw.astype(np.int64) - offset
+    if num_nodes and int(y.min()) < 0:
+        i = int(np.argmin(y))
+        raise ValueError(f"{path}: expected labels >= {offset}"
+                         + (f" (stored {offset}-based)" if offset else "")
+                         + f", got {int(raw[i])} at index {i} "
+                         f"({int((y < 0).sum())} such entries)")
+    return y
+
+
+def _read_split(path: Path, num_nodes: int) -> np.ndarray:
+    """A split file: a 1-D array of target-node indices in ``[0, num_nodes)``."""
+    idx = np.load(path)
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(f"{path}: expected a 1-D integer array of node indices, got shape "
+                         f"{idx.shape} and dtype {idx.dtype}")
+    idx = idx.astype(np.int64)
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num_nodes):
+        raise ValueError(f"{path}: expected node indices in [0, {num_nodes}), got values in "
+                         f"[{int(idx.min())}, {int(idx.max())}]")
+    return idx
+
+
 def _load(src: HeteroSource, root: Path, *, download: bool = False,
           normalize_features: bool = True) -> HeteroData:
     """Registry loader: the dataset as a :class:`HeteroData` (see :func:`load_hetero`)."""
@@ -361,11 +415,12 @@ def _load(src: HeteroSource, root: Path, *, download: bool = False,
             data[t].x = (_row_normalize(f) if normalize_features else torch.as_tensor(
                 np.asarray(sp.csr_matrix(f).todense()), dtype=torch.float32))
     tgt = data[src.target]
-    y = np.load(d / "labels.npy").astype(np.int64) - src.label_offset
+    n_target = src.sizes[src.target]
+    y = _read_labels(d / "labels.npy", n_target, src.label_offset)
     tgt.y = torch.from_numpy(y)
     for r in SPLIT_RATIOS:
         for part in ("train", "val", "test"):
-            tgt[f"{part}_{r}"] = torch.from_numpy(np.load(d / f"{part}_{r}.npy").astype(np.int64))
+            tgt[f"{part}_{r}"] = torch.from_numpy(_read_split(d / f"{part}_{r}.npy", n_target))
     for file, s, t in src.relations:
         m = _read_relation(d / file, src.sizes[s], src.sizes[t]).tocoo()
         ei = torch.from_numpy(np.vstack([m.row, m.col]).astype(np.int64))
