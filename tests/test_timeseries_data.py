@@ -189,3 +189,54 @@ def test_archive_sets_are_registered_without_data(tmp_path, monkeypatch):
     assert status["ucr-gunpoint"] == "missing" and status["uea-basicmotions"] == "missing"
     with pytest.raises(FileNotFoundError, match="ucr-gunpoint"):
         datasets.load("gunpoint")
+
+
+_TS_HEAD = "@problemName toy\n@classLabel true a b\n@data\n"
+
+
+def test_uea_test_split_with_other_channel_count_names_the_file(tmp_path):
+    folder = tmp_path / "Toy"
+    folder.mkdir()
+    (folder / "Toy_TRAIN.ts").write_text(_TS_HEAD + "1,2,3:4,5,6:a\n2,3,4:5,6,7:b\n")
+    (folder / "Toy_TEST.ts").write_text(_TS_HEAD + "1,2,3:a\n")  # 1 channel: used to broadcast
+    with pytest.raises(ValueError, match=r"Toy_TEST.ts: expected 2 channels per case as in the "
+                                         r"training split Toy_TRAIN.ts, got 1"):
+        ts.load_uea(folder)
+    (folder / "Toy_TEST.ts").write_text(_TS_HEAD + "1,2:3,4:5,6:a\n")  # 3: failed deep in numpy
+    with pytest.raises(ValueError, match=r"Toy_TEST.ts: expected 2 channels .*got 3"):
+        ts.load_uea(folder)
+    (folder / "Toy_TEST.ts").write_text(_TS_HEAD + "1,2:3,4:a\n")
+    assert ts.load_uea(folder).x_test.shape == (1, 3, 2)
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("1,2,3:4,x,6:a\n", r"toy.ts, line 4: channel 2: expected numbers .*got 'x'"),
+    ("1,2:3,4:a\n1,2:b\n", r"toy.ts, line 5: expected 2 channels as in the first case \(line 4\),"
+                           r" got 1"),
+    ("1,2:3,4:a\n\n1,2\n", r"toy.ts, line 6: expected channels separated by ':' and the class "
+                           r"label last, got '1,2'"),
+    ("1,inf:a\n", r"toy.ts, line 4: channel 1: expected finite numbers"),
+    ("", r"toy.ts: expected '@data' followed by cases, got none"),
+])
+def test_bad_ts_file_names_file_and_line(tmp_path, body, expected):
+    p = tmp_path / "toy.ts"
+    p.write_text(_TS_HEAD + body)
+    with pytest.raises(ValueError, match=expected):
+        ts.read_ts_file(p)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1\t1.0\t2.0\n2\t3.0\tabc\n", r"Toy_TRAIN.tsv, line 2: field 3: expected a number .*'abc'"),
+    ("1\t1.0\t2.0\n\n2\t3.0\n", r"Toy_TRAIN.tsv, line 3: expected 3 tab-separated fields as on "
+                                r"line 1, got 2"),
+    ("1\t1.0\t2.0\n\t3.0\t4.0\n", r"Toy_TRAIN.tsv, line 2: field 1: expected the class label"),
+    ("1\t1.0\tinf\n", r"Toy_TRAIN.tsv, line 1: field 3: expected a finite number"),
+    ("\n\n", r"Toy_TRAIN.tsv: expected one case per line .*got no data"),
+])
+def test_bad_ucr_file_names_file_and_line(tmp_path, text, expected):
+    folder = tmp_path / "Toy"
+    folder.mkdir()
+    (folder / "Toy_TRAIN.tsv").write_text(text)  # 'abc' used to become a silent NaN
+    (folder / "Toy_TEST.tsv").write_text("1\t1.0\t2.0\n")
+    with pytest.raises(ValueError, match=expected):
+        ts.load_ucr(folder)

@@ -390,9 +390,46 @@ def _forecast_loader(s: _ForecastSet):
 
 # ------------------------------------------------------------------------------ UCR / UEA
 def _read_ucr_tsv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    arr = np.genfromtxt(path, delimiter="\t", dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[None]
+    """``(values [N, T] float64, labels [N])`` of a UCR ``.tsv[.gz]``: one case per line, the
+    label first, tab-separated; empty fields (and ``NaN``) are missing values.
+
+    Raises:
+        ValueError: naming the file and line: a field that is not a number, an infinite value,
+            a missing label, a line with a different number of fields, or no data at all.
+    """
+    opener = gzip.open if str(path).endswith(".gz") else open
+    rows: list[list[float]] = []
+    width, first = 0, 0
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if "#" in line:
+                line = line[:line.index("#")]
+            if not line.strip():
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            if not rows:
+                width, first = len(fields), lineno
+            elif len(fields) != width:
+                raise ValueError(f"{path}, line {lineno}: expected {width} tab-separated fields "
+                                 f"as on line {first}, got {len(fields)}")
+            try:
+                row = [float(v) if v.strip() else np.nan for v in fields]
+            except ValueError:
+                col, v = next((k, v) for k, v in enumerate(fields, 1)
+                              if v.strip() and not _is_float(v))
+                raise ValueError(f"{path}, line {lineno}: field {col}: expected a number (or an "
+                                 f"empty field for missing), got {v.strip()[:40]!r}") from None
+            if row[0] != row[0]:
+                raise ValueError(f"{path}, line {lineno}: field 1: expected the class label, "
+                                 f"got {fields[0].strip()!r}")
+            if any(x in (np.inf, -np.inf) for x in row):
+                col = next(k for k, x in enumerate(row, 1) if x in (np.inf, -np.inf))
+                raise ValueError(f"{path}, line {lineno}: field {col}: expected a finite number "
+                                 f"(or an empty field for missing), got {fields[col - 1]!r}")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: expected one case per line (label, values...), got no data")
+    arr = np.asarray(rows, dtype=np.float64)
     return arr[:, 1:], arr[:, 0]
 
 
@@ -437,15 +474,21 @@ def read_ts_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     Header lines start with ``@``; after ``@data`` one case per line, channels separated by ``:``,
     values by ``,``, the class label last. ``?`` and empty values are NaN.
+
+    Raises:
+        ValueError: naming the file and line: a value that is not a number (or is infinite), a
+            case without channels or label, a case with a different number of channels than
+            the first, or no cases at all.
     """
     cases, labels = [], []
     in_data = False
+    first = 0
     opener = open
     if str(path).endswith(".gz"):
         import gzip
         opener = gzip.open
     with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
+        for lineno, line in enumerate(fh, 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
@@ -454,15 +497,33 @@ def read_ts_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                     in_data = True
                 continue
             fields = line.split(":")
+            if len(fields) < 2:
+                raise ValueError(f"{path}, line {lineno}: expected channels separated by ':' "
+                                 f"and the class label last, got {line[:80]!r}")
+            chans = []
+            for k, f in enumerate(fields[:-1], 1):
+                try:
+                    vals = np.array([float(v) if v not in ("?", "") else np.nan
+                                     for v in f.split(",")])
+                except ValueError:
+                    v = next(v for v in f.split(",") if v not in ("?", "") and not _is_float(v))
+                    raise ValueError(f"{path}, line {lineno}: channel {k}: expected numbers "
+                                     f"('?' or empty for missing), got {v.strip()[:40]!r}"
+                                     ) from None
+                if np.isinf(vals).any():
+                    raise ValueError(f"{path}, line {lineno}: channel {k}: expected finite "
+                                     f"numbers ('?' or empty for missing), got an infinite value")
+                chans.append(vals)
+            if cases and len(chans) != len(cases[0]):
+                raise ValueError(f"{path}, line {lineno}: expected {len(cases[0])} channels as "
+                                 f"in the first case (line {first}), got {len(chans)}")
+            if not cases:
+                first = lineno
             labels.append(fields[-1].strip())
-            chans = [np.array([float(v) if v not in ("?", "") else np.nan
-                               for v in f.split(",")]) for f in fields[:-1]]
             cases.append(chans)
     if not cases:
         raise ValueError(f"{path}: expected '@data' followed by cases, got none")
     c = len(cases[0])
-    if any(len(ch) != c for ch in cases):
-        raise ValueError(f"{path}: expected {c} channels in every case")
     t = max(len(v) for ch in cases for v in ch)
     x = np.full((len(cases), t, c), np.nan)
     for i, ch in enumerate(cases):
@@ -484,16 +545,21 @@ def load_uea(folder: str | Path, name: str | None = None) -> ClassificationData:
     standardisation fitted on train (NaN ignored), NaN padding for variable lengths."""
     folder = Path(folder)
     ds = name or folder.name
-    parts = []
+    parts, files = [], []
     for split in ("TRAIN", "TEST"):
         ts, ar = folder / f"{ds}_{split}.ts", folder / f"{ds}_{split}.arff"
         if ts.is_file():
             parts.append(read_ts_file(ts))
+            files.append(ts)
         elif ar.is_file():
             parts.append(_read_arff(ar))
+            files.append(ar)
         else:
             raise FileNotFoundError(f"{folder}: expected {ds}_{split}.ts or .arff")
     (xtr, ytr), (xte, yte) = parts
+    if xte.shape[2] != xtr.shape[2]:  # would broadcast (1 channel) or fail deep in the scaling
+        raise ValueError(f"{files[1]}: expected {xtr.shape[2]} channels per case as in the "
+                         f"training split {files[0].name}, got {xte.shape[2]}")
     t = max(xtr.shape[1], xte.shape[1])
     xtr = np.pad(xtr, ((0, 0), (0, t - xtr.shape[1]), (0, 0)), constant_values=np.nan)
     xte = np.pad(xte, ((0, 0), (0, t - xte.shape[1]), (0, 0)), constant_values=np.nan)
