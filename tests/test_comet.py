@@ -432,3 +432,100 @@ def test_comet_training_step_matches_float64_reference_with_gradients(weights, w
     assert set(m.last_levels) == set(terms)
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
     assert_grads_match(got, ref, [x, *m.encoder.parameters()])
+
+
+# ------------------------------------------------------------------ variants, checkpoints, resume
+def _tiny_patients():
+    """7 patients (4 : 3) of one or two 8-step-window trials: 17 windows in all, so trial-aware
+    batches of 4 over every window end in a batch of a single window."""
+    rng = np.random.default_rng(0)
+    shapes = [(1, 24), (1, 16), (2, 8), (1, 24), (1, 16), (2, 16), (1, 8)]
+    trials = [rng.normal(size=(n, t, 3)) + lab for (n, t), lab in
+              zip(shapes, [0, 1, 0, 1, 0, 1, 0])]
+    return from_arrays(trials, [0, 1, 0, 1, 0, 1, 0])
+
+
+def _tiny_comet(**kw) -> COMETConfig:
+    return COMETConfig(**{"window": 8, "overlap": 0.0, "output_dims": 8, "hidden_dims": 4,
+                          "depth": 1, "epochs": 2, "batch_size": 4, "label_fractions": (1.0,),
+                          "finetune_epochs": (2,), "finetune_batch_size": 8,
+                          "linear_eval": False, "n_folds": 2, "fold": 0,
+                          "checkpoint_every": 1, **kw})
+
+
+def test_sample_only_skips_batches_without_a_term_and_runs_end_to_end(tmp_path,
+                                                                      restore_global_state):
+    """`train comet --set variant=sample_only` failed in the last pre-training (on every window)
+    with "the loss does not require grad": its trailing batch of one window has no sample-level
+    negatives. Such batches are skipped; the full objective keeps them (observation level)."""
+    from contrastkit.registry import RunContext
+    from contrastkit.seqcl.comet import ContrastiveBatches, run
+    data = _tiny_patients()
+    windows = make_samples(data, window=8, overlap=0.0)
+    assert len(windows) == 17
+    batches = TrialBatches(windows, 4, seed=42)
+    assert [len(b["x"]) for b in batches] == [4, 4, 4, 4, 1]
+    only_s = COMET(_tiny_comet(variant="sample_only"), 3)
+    full = COMET(_tiny_comet(), 3)
+    assert [len(b["x"]) for b in ContrastiveBatches(batches, only_s)] == [4, 4, 4, 4]
+    assert len(list(ContrastiveBatches(batches, full))) == 5
+    trial_only = COMET(_tiny_comet(level_weights=(0, 1, 0, 0)), 3)
+    one_per_trial = make_samples(data, [0, 1], window=8, overlap=0.0).subset(np.array([0, 3]))
+    with pytest.raises(ValueError, match="none of the 1 batches has a contrastive term"):
+        list(ContrastiveBatches(TrialBatches(one_per_trial, 4), trial_only))
+
+    ctx = RunContext(out_dir=tmp_path, device="cpu", seed=0, progress=False)
+    res = run(_tiny_comet(variant="sample_only"), ctx, data=data)
+    assert res.embeddings.shape == (17, 8) and bool(torch.isfinite(res.embeddings).all())
+    assert 0.0 <= res.metrics["macro_f1@100%"] <= 1.0
+    assert math.isfinite(res.metrics["pretrain_final_loss"])
+
+
+def test_cli_resume_continues_every_stage_exactly(tmp_path, restore_global_state):
+    """`train comet ... --resume` (ctx.resume): a 2-epoch run resumed with a budget of 3 goes on
+    from epoch 2 in every pre-training stage, re-runs the fine-tuning of the changed encoder,
+    and ends where an uninterrupted 3-epoch run ends."""
+    import json
+    from dataclasses import replace
+
+    from contrastkit.core.checkpoint import load_checkpoint
+    from contrastkit.registry import RunContext
+    from contrastkit.seqcl.comet import run
+    data = _tiny_patients()
+    full = RunContext(out_dir=tmp_path / "full", device="cpu", seed=1, progress=False)
+    part = replace(full, out_dir=tmp_path / "part")
+    want = run(_tiny_comet(epochs=3), full, data=data)
+    run(_tiny_comet(epochs=2), part, data=data)
+    stages = ["fold-0/pretrain", "fold-0/finetune-1", "pretrain-all"]
+    assert [load_checkpoint(part.out_dir / s / "checkpoint.pt")["epoch"] for s in stages] == \
+        [2, 2, 2]
+    torch.manual_seed(99)
+    with pytest.warns(RuntimeWarning, match=r"config differs .*\['epochs'\]"):
+        got = run(_tiny_comet(epochs=3), replace(part, resume=True), data=data)
+
+    def read_log(folder):
+        return [json.loads(x) for x in (folder / "log.jsonl").read_text().splitlines()]
+
+    for stage in stages:  # fine-tuning: retrained on the new encoder, not the stale state
+        log, ref = read_log(part.out_dir / stage), read_log(full.out_dir / stage)
+        assert [r["epoch"] for r in log] == ([0, 1] if "finetune" in stage else [0, 1, 2])
+        assert [r["loss"] for r in log] == [r["loss"] for r in ref], stage
+    assert torch.equal(got.embeddings, want.embeddings)
+    same = {k: v for k, v in want.metrics.items() if "time" not in k}
+    assert {k: got.metrics[k] for k in same} == same
+
+
+def test_readme_sample_only_command_runs_on_adfsu(tmp_path, restore_global_state):
+    """The README's `contrastkit train comet --dataset adfsu --set variant=sample_only`, with a
+    small budget: ADFSU's 2,625 windows end in a batch of one (2,625 = 41 x 64 + 1), where the
+    last pre-training used to fail."""
+    require_dataset("adfsu")
+    from contrastkit.cli import main
+    out = tmp_path / "run"
+    assert main(["train", "comet", "--dataset", "adfsu", "--set", "variant=sample_only",
+                 "--set", "epochs=1", "--set", "label_fractions=[1.0]",
+                 "--set", "finetune_epochs=[1]", "--set", "n_folds=2", "--set", "fold=0",
+                 "--set", "linear_eval=false", "--out", str(out), "--no-progress",
+                 "--device", "cpu"]) == 0
+    emb = torch.load(out / "embeddings.pt", weights_only=True)
+    assert emb.shape == (2625, ADFSU_PRESET["output_dims"])

@@ -50,6 +50,9 @@ class columns, as the official code).
 
 Baselines through the same trainer and folds (``variant``): ``"supervised"`` (the fine-tuning
 classifier from a random encoder) and ``"sample_only"`` (pre-training with ``L_S`` only).
+Pre-training skips batches on which no active level has a term (:class:`ContrastiveBatches`):
+with ``L_S`` alone that is a trailing batch of a single window, which has no negatives (the
+official code would call ``backward`` on a constant there and fail).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -69,7 +72,7 @@ from ..core.checks import check_choice, check_config_numbers, check_ints, check_
 from ..core.engine import contrastive_loss
 from ..core.method import ContrastiveMethod
 from ..core.pairs import Pairs
-from ..core.trainer import Trainer
+from ..core.trainer import CHECKPOINT_NAME, Trainer
 from ..datasets.medical import (PatientDataset, SampleSet, TrialBatches, label_subset,
                                 make_samples, patient_kfold)
 from ..registry import MethodSpec, RunContext, RunResult, register
@@ -79,7 +82,7 @@ from .hierarchical import (MASK_MODES, AveragedEncoder, TSEncoder, encode_full,
 __all__ = ["COMETConfig", "COMET", "FineTuneClassifier", "id_contrastive_loss",
            "same_id_pairs", "comet_loss", "pretrain", "finetune", "classification_metrics",
            "run_fold", "run_folds", "run", "evaluate", "VARIANTS", "LEVELS", "ADFSU_PRESET",
-           "linear_eval"]
+           "linear_eval", "ContrastiveBatches"]
 
 #: the four levels, in the order of ``level_weights`` and ``masks``
 LEVELS = ("patient", "trial", "sample", "observation")
@@ -112,6 +115,9 @@ class COMETConfig:
         linear_eval: also report the frozen-encoder logistic-regression metrics (``linear_*``).
         n_folds: patient-level folds; ``fold`` = -1 runs all of them, else only that one.
         fold_seed: seed of the fold assignment (fixed across training seeds).
+        checkpoint_every: every stage (pre-training, each fine-tuning) writes ``checkpoint.pt``
+            in its own folder of the run every this many epochs (0: at its end);
+            ``contrastkit train comet ... --resume`` continues each stage from it.
     """
 
     dataset: str = "adfsu"
@@ -144,6 +150,7 @@ class COMETConfig:
     n_folds: int = 5
     fold: int = -1
     fold_seed: int = 0
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         check_config_numbers(self)
@@ -173,7 +180,8 @@ class COMETConfig:
             check_positive(name, getattr(self, name))
         check_ints(self, ("window", "output_dims", "hidden_dims", "epochs", "batch_size",
                           "finetune_batch_size", "n_folds"))
-        check_ints(self, ("depth", "batch_seed", "swa_start_epoch", "fold_seed"), minimum=0)
+        check_ints(self, ("depth", "batch_seed", "swa_start_epoch", "fold_seed",
+                          "checkpoint_every"), minimum=0)
         if not 0 <= self.overlap < 1:
             raise ValueError(f"overlap: expected a float in [0, 1), got {self.overlap}")
         if not -1 <= self.fold < self.n_folds:
@@ -281,8 +289,42 @@ class COMET(AveragedEncoder, ContrastiveMethod):
     def on_epoch_start(self, epoch: int) -> None:
         self._epoch = epoch
 
+    def on_epoch_end(self, epoch: int) -> None:
+        # Fold the epoch's last weights into the average now instead of at the next step, so a
+        # checkpoint written after this epoch holds no pending update and a resumed run averages
+        # exactly as an uninterrupted one. That fold belongs to the next epoch's first step, so
+        # the start rule is checked for ``epoch + 1`` (after the last epoch, the one case that
+        # differs, ``epoch + 1 == swa_start_epoch``, gives an average of the last weights alone:
+        # the same encoder as before).
+        self._epoch = epoch + 1
+        self.update_average()
+
     def averaging_active(self) -> bool:
         return self._epoch >= self.config.swa_start_epoch
+
+    def has_contrastive_term(self, batch: dict[str, Tensor]) -> bool:
+        """Whether some active level has a term on ``batch`` (and the loss a gradient).
+
+        Patient / trial: a pair of windows with the same id; sample: at least two windows (the
+        instance loss has no negatives in a batch of one) and two time steps; observation: two
+        time steps. With the sample level alone (``variant="sample_only"``) a trailing batch of
+        one window has none: :func:`pretrain` skips such batches.
+        """
+        x = batch["x"]
+        b, t = int(x.size(0)), int(x.size(1))
+        for name, w in zip(LEVELS, self.weights):
+            if w == 0:
+                continue
+            if name in ("patient", "trial"):
+                ids = batch[name]
+                if int(torch.unique(ids).numel()) < int(ids.numel()):
+                    return True
+            elif name == "sample":
+                if b >= 2 and t >= 2:
+                    return True
+            elif t >= 2:
+                return True
+        return False
 
     def level_losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The active levels' losses; two encoder passes per level (spec section 3.4)."""
@@ -387,25 +429,73 @@ def _class_weights(y: Tensor, num_classes: int, mode: str) -> Tensor | None:
                        torch.zeros_like(counts))
 
 
+class ContrastiveBatches:
+    """The batches of ``loader`` on which ``method`` has a contrastive term
+    (:meth:`COMET.has_contrastive_term`); the others are skipped, as a batch without a term
+    gives no gradient (e.g. a trailing batch of one window with the sample level alone).
+
+    ``set_epoch`` is passed on to ``loader``, so the trainer's epoch-seeded order still holds.
+
+    Raises:
+        ValueError: (when iterated) no batch of an epoch has a term.
+    """
+
+    def __init__(self, loader: TrialBatches, method: COMET) -> None:
+        self.loader, self.method = loader, method
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        kept = 0
+        for batch in self.loader:
+            if self.method.has_contrastive_term(batch):
+                kept += 1
+                yield batch
+        if kept == 0:
+            raise ValueError(
+                f"train: none of the {len(self.loader)} batches has a contrastive term for "
+                f"level weights {self.method.weights} (variant {self.method.config.variant!r}): "
+                f"the sample level needs at least 2 windows per batch, the patient and trial "
+                f"levels two windows with the same id, sample and observation 2 time steps")
+
+
+def _resume_from(out_dir: str | Path | None, resume: bool) -> bool:
+    """Resume a stage when asked to and its folder holds a checkpoint (else start it fresh)."""
+    return bool(resume) and out_dir is not None and (Path(out_dir) / CHECKPOINT_NAME).is_file()
+
+
 def pretrain(config: COMETConfig, train: SampleSet, *, seed: int, device: str = "cpu",
-             progress: bool = False, out_dir: str | Path | None = None) -> tuple[COMET, Trainer]:
-    """Pre-train COMET (or the sample-only baseline) on ``train`` with the shared trainer."""
+             progress: bool = False, out_dir: str | Path | None = None,
+             resume: bool = False) -> tuple[COMET, Trainer]:
+    """Pre-train COMET (or the sample-only baseline) on ``train`` with the shared trainer.
+
+    Batches without a contrastive term are skipped (:class:`ContrastiveBatches`). ``out_dir``:
+    the trainer's folder (log, ``checkpoint.pt`` every ``config.checkpoint_every`` epochs);
+    ``resume``: continue from ``out_dir/checkpoint.pt`` when it exists.
+    """
     torch.manual_seed(seed)
     method = COMET(config, int(train.x.size(-1)))
-    loader = TrialBatches(train, config.batch_size, seed=config.batch_seed + seed,
-                          mode=config.shuffle)
+    loader = ContrastiveBatches(TrialBatches(train, config.batch_size,
+                                             seed=config.batch_seed + seed,
+                                             mode=config.shuffle), method)
     trainer = Trainer(config.epochs, device=device, seed=seed, progress=progress,
-                      out_dir=out_dir, deterministic=False)
-    trainer.fit(method, loader)
+                      out_dir=out_dir, checkpoint_every=config.checkpoint_every,
+                      deterministic=False)
+    trainer.fit(method, loader, resume=_resume_from(out_dir, resume))
     method.eval()
     return method, trainer
 
 
 def finetune(config: COMETConfig, encoder: nn.Module | None, train: SampleSet, test: SampleSet,
              *, fraction: float, epochs: int, seed: int, device: str = "cpu",
-             num_classes: int = 2) -> dict[str, float]:
+             num_classes: int = 2, out_dir: str | Path | None = None,
+             resume: bool = False) -> dict[str, float]:
     """Fine-tune ``encoder`` (a fresh random one when ``None``) on a per-class ``fraction`` of
-    ``train``'s labels and return the test metrics of the last epoch."""
+    ``train``'s labels and return the test metrics of the last epoch.
+
+    ``out_dir``: the trainer's folder (log, ``checkpoint.pt`` every ``config.checkpoint_every``
+    epochs); ``resume``: continue from ``out_dir/checkpoint.pt`` when it exists."""
     idx = label_subset(train.y.numpy(), fraction, seed=seed)
     labelled = train.subset(idx)
     torch.manual_seed(seed)
@@ -419,9 +509,10 @@ def finetune(config: COMETConfig, encoder: nn.Module | None, train: SampleSet, t
                                class_weights=_class_weights(labelled.y, num_classes,
                                                             config.class_weight))
     loader = TrialBatches(labelled, config.finetune_batch_size, seed=seed, mode="random")
-    trainer = Trainer(epochs, device=device, seed=seed, progress=False, deterministic=False)
+    trainer = Trainer(epochs, device=device, seed=seed, progress=False, out_dir=out_dir,
+                      checkpoint_every=config.checkpoint_every, deterministic=False)
     t0 = time.perf_counter()
-    trainer.fit(model, loader)
+    trainer.fit(model, loader, resume=_resume_from(out_dir, resume))
     proba = model.predict_proba(test.x).numpy()
     out = classification_metrics(test.y.numpy(), proba)
     out["n_labelled"] = float(len(idx))
@@ -446,10 +537,20 @@ def _pct(f: float) -> str:
     return f"{f * 100:g}%"
 
 
+def _stage_dir(out_dir: str | Path | None, name: str) -> Path | None:
+    return None if out_dir is None else Path(out_dir) / name
+
+
 def run_fold(config: COMETConfig, data: PatientDataset, train_rows: np.ndarray,
-             test_rows: np.ndarray, *, seed: int, device: str = "cpu", progress: bool = False
-             ) -> dict[str, Any]:
+             test_rows: np.ndarray, *, seed: int, device: str = "cpu", progress: bool = False,
+             out_dir: str | Path | None = None, resume: bool = False) -> dict[str, Any]:
     """One fold: (pre-train), fine-tune at every label fraction, evaluate on the test patients.
+
+    With ``out_dir``, every stage trains in its own subfolder (``pretrain``,
+    ``finetune-<fraction>``) with its log and checkpoint; ``resume`` continues each stage from
+    its checkpoint (a finished stage is restored, not retrained). The fine-tuning stages resume
+    only when pre-training trained nothing in this call: after more pre-training (e.g. a larger
+    ``epochs`` budget) their checkpoints belong to another encoder, so they start afresh.
 
     Returns ``{"<pct>": metrics, ..., "linear": metrics, "pretrain_time_s": ...}``.
     """
@@ -460,10 +561,13 @@ def run_fold(config: COMETConfig, data: PatientDataset, train_rows: np.ndarray,
     test = make_samples(data, test_rows, window=config.window, overlap=config.overlap)
     out: dict[str, Any] = {}
     encoder = None
+    finetune_resume = resume
     if config.variant != "supervised":
         t0 = time.perf_counter()
-        method, trainer = pretrain(config, train, seed=seed, device=device, progress=progress)
+        method, trainer = pretrain(config, train, seed=seed, device=device, progress=progress,
+                                   out_dir=_stage_dir(out_dir, "pretrain"), resume=resume)
         out["pretrain_time_s"] = time.perf_counter() - t0
+        finetune_resume = resume and trainer.stats["epochs_run"] == 0
         out["pretrain_final_loss"] = trainer.history[-1]["loss"]
         encoder = method.downstream_encoder()
         if config.linear_eval:
@@ -471,16 +575,21 @@ def run_fold(config: COMETConfig, data: PatientDataset, train_rows: np.ndarray,
                                         class_weight=config.class_weight)
     for frac, ep in zip(config.label_fractions, config.finetune_epochs):
         out[_pct(frac)] = finetune(config, encoder, train, test, fraction=frac, epochs=ep,
-                                   seed=seed, device=device, num_classes=data.num_classes)
+                                   seed=seed, device=device, num_classes=data.num_classes,
+                                   out_dir=_stage_dir(out_dir, f"finetune-{frac:g}"),
+                                   resume=finetune_resume)
     return out
 
 
 def run_folds(config: COMETConfig, data: PatientDataset, *, seed: int, device: str = "cpu",
-              progress: bool = False) -> list[dict[str, Any]]:
-    """:func:`run_fold` over the stratified patient folds (or only ``config.fold``)."""
+              progress: bool = False, out_dir: str | Path | None = None,
+              resume: bool = False) -> list[dict[str, Any]]:
+    """:func:`run_fold` over the stratified patient folds (or only ``config.fold``); fold ``k``
+    trains in ``out_dir/fold-<k>`` when ``out_dir`` is given."""
     folds = patient_kfold(data.labels, config.n_folds, seed=config.fold_seed)
     which = range(config.n_folds) if config.fold < 0 else [config.fold]
-    return [dict(run_fold(config, data, *folds[k], seed=seed, device=device, progress=progress),
+    return [dict(run_fold(config, data, *folds[k], seed=seed, device=device, progress=progress,
+                          out_dir=_stage_dir(out_dir, f"fold-{k}"), resume=resume),
                  fold=k) for k in which]
 
 
@@ -509,17 +618,26 @@ def _load(config: COMETConfig) -> PatientDataset:
                     what="a patient-structured time-series dataset (e.g. 'adfsu')")
 
 
-def run(config: COMETConfig, ctx: RunContext) -> RunResult:
-    """CLI entry: all folds (or one) for ``ctx.seed``; metrics averaged over folds."""
-    data = _load(config)
-    results = run_folds(config, data, seed=ctx.seed, device=ctx.device, progress=ctx.progress)
+def run(config: COMETConfig, ctx: RunContext, data: PatientDataset | None = None) -> RunResult:
+    """CLI entry: all folds (or one) for ``ctx.seed``; metrics averaged over folds.
+
+    Every training stage keeps its log and checkpoint in a subfolder of ``ctx.out_dir``
+    (``fold-<k>/pretrain``, ``fold-<k>/finetune-<fraction>``, ``pretrain-all``);
+    ``ctx.resume`` (``train --resume``) continues each from its checkpoint. ``data`` replaces
+    the dataset of ``config.dataset`` (e.g. patients built with
+    :func:`~contrastkit.datasets.medical.from_arrays`).
+    """
+    data = _load(config) if data is None else data
+    results = run_folds(config, data, seed=ctx.seed, device=ctx.device, progress=ctx.progress,
+                        out_dir=ctx.out_dir, resume=ctx.resume)
     metrics = _flatten(results)
     # saved embeddings (for `contrastkit eval`): every window, from one extra label-free
     # pre-training on all windows; the supervised variant has no label-free encoder and saves the
     # windows' channel means instead
     everything = make_samples(data, window=config.window, overlap=config.overlap)
     if config.variant != "supervised":
-        method, _ = pretrain(config, everything, seed=ctx.seed, device=ctx.device)
+        method, _ = pretrain(config, everything, seed=ctx.seed, device=ctx.device,
+                             out_dir=_stage_dir(ctx.out_dir, "pretrain-all"), resume=ctx.resume)
         emb = method.embed(everything.x)
     else:
         emb = everything.x.mean(1)
