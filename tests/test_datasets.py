@@ -420,3 +420,27 @@ def test_every_dataset_declares_what_it_is_and_methods_find_theirs():
     assert get_spec("ucr-coffee").fits(("timeseries:forecast", "timeseries:classification"))
     assert not get_spec("adfsu").fits(("timeseries:forecast", "timeseries:classification"))
     assert get_spec("adfsu").fits(())  # nothing declared: anything
+
+
+def test_sdcn_text_files_name_file_and_line(tmp_path):
+    from contrastkit.datasets.sdcn import read_sdcn
+    (tmp_path / "toy.txt").write_text("1 0 0\n0 1 0\n0 0 1\n0.5 oops 0\n")
+    (tmp_path / "toy_label.txt").write_text("0\n0\n1\n1\n")
+    (tmp_path / "toy_graph.txt").write_text("0 1\n1 2\n")
+    with pytest.raises(ValueError, match=r"toy.txt, line 4: field 2: expected a number, got "
+                                         r"'oops'"):
+        read_sdcn(tmp_path, "toy")
+    (tmp_path / "toy.txt").write_text("1 0 0\n0 1 0\n0 0 1\n0 0 1\n")
+    (tmp_path / "toy_label.txt").write_text("0\n0\n1.5\n1\n")
+    with pytest.raises(ValueError, match=r"toy_label.txt, line 3: field 1: expected an integer"):
+        read_sdcn(tmp_path, "toy")
+    (tmp_path / "toy_label.txt").write_text("0\n0\n1\n1\n")
+    (tmp_path / "toy_graph.txt").write_text("0 1\n\n1 2 3\n")
+    with pytest.raises(ValueError, match=r"toy_graph.txt, line 3: expected 2 fields as on line 1"):
+        read_sdcn(tmp_path, "toy")
+    (tmp_path / "toy_graph.txt").write_text("0 1\n# comment\n2 4\n")
+    with pytest.raises(ValueError, match=r"toy_graph.txt, line 3: expected lines 'i j' with "
+                                         r"0 <= i, j < 4 .*got \[2, 4\]"):
+        read_sdcn(tmp_path, "toy")
+    (tmp_path / "toy_graph.txt").write_text("0 1\n1 2\n")
+    assert read_sdcn(tmp_path, "toy").edge_index.size(1) == 4

@@ -178,3 +178,19 @@ def test_bad_patient_rows_and_labels_are_named():
     for labels in ([0.0, 1.0, 0.0], [-1, 0, 1], []):
         with pytest.raises(ValueError, match="labels: expected a non-empty 1-D array"):
             patient_kfold(np.asarray(labels), 2)
+
+
+def test_text_loader_names_zip_members_and_lines(tmp_path):
+    import zipfile
+
+    from contrastkit.datasets.medical import _zip_txt
+    zpath = tmp_path / "EEG_data.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        z.writestr("EEG_data/AD/Eyes_open/Paciente1/Fp1.txt", "1.0\n2.0\nbad\n")
+        z.writestr("EEG_data/AD/Eyes_open/Paciente1/Fp2.txt", "1.0\n2.0\n3.0\n")
+    with zipfile.ZipFile(zpath) as z:
+        assert _zip_txt(z, zpath, "EEG_data/AD/Eyes_open/Paciente1/Fp2.txt").tolist() == [1, 2, 3]
+        with pytest.raises(ValueError, match=r"EEG_data.zip:EEG_data/AD/Eyes_open/Paciente1/"
+                                             r"Fp1.txt, line 3: field 1: expected a number, "
+                                             r"got 'bad'"):
+            _zip_txt(z, zpath, "EEG_data/AD/Eyes_open/Paciente1/Fp1.txt")

@@ -125,3 +125,16 @@ def test_beauty_statistics_match_the_paper():
     sp = d.split()
     assert sp.num_train == 198502 - 3 * 22363 and sp.skipped_users == 0
     assert len(sp.valid) == 22363
+
+
+def test_read_csv_errors_name_the_file_line(tmp_path):
+    p = tmp_path / "gaps.csv"
+    p.write_text("user,item,ts\n\n1,2,5\n\n1,3,soon\n")  # blank lines: the row index was off
+    with pytest.raises(ValueError, match=r"gaps.csv line 5: timestamp must be numeric, got 'soon'"):
+        read_interactions_csv(p)
+    p.write_text("user,item,ts\n1,2,5\n1,3,nan\n")  # NaN made the time order undefined
+    with pytest.raises(ValueError, match=r"gaps.csv line 3: timestamp must be a finite number"):
+        read_interactions_csv(p)
+    p.write_text("1,2,5\n\n1,3\n")
+    with pytest.raises(ValueError, match=r"gaps.csv line 3: expected at least 3 columns, got 2"):
+        read_interactions_csv(p)

@@ -25,12 +25,13 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ._text import loadtxt
 from .registry import DatasetSpec, register
 
 __all__ = ["PatientDataset", "SampleSet", "from_arrays", "load_adfsu", "make_samples",
@@ -174,12 +175,17 @@ def _read_zip(zip_path: Path, patients: list[int] | None = None) -> PatientDatas
                 base = f"EEG_data/{group}/{cond}/Paciente{i}/"
                 if f"{base}Fp1.txt" not in names:
                     continue
-                recs.append(np.stack([np.loadtxt(z.open(f"{base}{ch}.txt"))
+                recs.append(np.stack([_zip_txt(z, zip_path, f"{base}{ch}.txt")
                                       for ch in ADFSU_CHANNELS], axis=1))
             trials.append(np.stack(recs).astype(np.float32))
             labels.append(label)
     return PatientDataset(trials, np.asarray(labels, np.int64), np.asarray(ids, np.int64),
                           name="adfsu", sampling_rate=128.0, channels=ADFSU_CHANNELS)
+
+
+def _zip_txt(z: zipfile.ZipFile, zip_path: Any, member: str) -> np.ndarray:
+    """One numeric text member of a zip; a parse error names the archive, member and line."""
+    return loadtxt(lambda: z.open(member), name=f"{zip_path}:{member}")
 
 
 def load_adfsu(root: str | Path | None = None) -> PatientDataset:

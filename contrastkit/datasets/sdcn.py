@@ -29,6 +29,7 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
+from ._text import data_line_numbers, loadtxt
 from .registry import DatasetSpec, register
 
 #: registered SDCN-format ids -> (file stem, description)
@@ -86,15 +87,19 @@ def read_sdcn(directory: str | Path, name: str) -> Data:
         if path is None:
             raise FileNotFoundError(f"directory: expected {what} in {directory} (or its data/ "
                                     f"and graph/ subfolders), not found")
-    x = np.loadtxt(feats, dtype=np.float32, ndmin=2)
-    y = np.loadtxt(labels, dtype=np.int64, ndmin=1).reshape(-1)
+    x = loadtxt(feats, dtype=np.float32, ndmin=2)
+    y = loadtxt(labels, dtype=np.int64, ndmin=1).reshape(-1)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"{labels.name}: expected one label per feature row ({x.shape[0]}), "
                          f"got {y.shape[0]}")
-    edges = np.loadtxt(graph, dtype=np.int64, ndmin=2)
-    if edges.size and (edges.shape[1] != 2 or edges.min() < 0 or edges.max() >= x.shape[0]):
-        raise ValueError(f"{graph.name}: expected lines 'i j' with 0 <= i, j < {x.shape[0]}, got "
-                         f"shape {edges.shape}, ids in [{edges.min()}, {edges.max()}]")
+    edges = loadtxt(graph, dtype=np.int64, ndmin=2)
+    if edges.size and edges.shape[1] != 2:
+        raise ValueError(f"{graph}: expected lines 'i j' (2 ids), got {edges.shape[1]} per line")
+    if edges.size and (edges.min() < 0 or edges.max() >= x.shape[0]):
+        row = int(np.flatnonzero(((edges < 0) | (edges >= x.shape[0])).any(1))[0])
+        raise ValueError(f"{graph}, line {data_line_numbers(graph)[row]}: expected lines 'i j' "
+                         f"with 0 <= i, j < {x.shape[0]} (the rows of {feats.name}), got "
+                         f"{edges[row].tolist()}; ids in [{edges.min()}, {edges.max()}]")
     ei = torch.from_numpy(edges.reshape(-1, 2).T.copy())
     ei = remove_self_loops(to_undirected(ei, num_nodes=x.shape[0]))[0]
     _, y_idx = np.unique(y, return_inverse=True)

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -220,7 +221,10 @@ def read_interactions_csv(path: str | Path, *, user_col: str | int = 0, item_col
     if not p.is_file():
         raise FileNotFoundError(f"path: CSV file {p} does not exist")
     with p.open(newline="") as fh:
-        rows = [r for r in csv.reader(fh, delimiter=delimiter) if r and any(x.strip() for x in r)]
+        reader = csv.reader(fh, delimiter=delimiter)
+        numbered = [(reader.line_num, r) for r in reader if r and any(x.strip() for x in r)]
+    lines = [n for n, _ in numbered]  # file line of each row (blank lines skipped)
+    rows = [r for _, r in numbered]
     if not rows:
         raise ValueError(f"path: {p} has no rows")
 
@@ -235,7 +239,7 @@ def read_interactions_csv(path: str | Path, *, user_col: str | int = 0, item_col
     cols = [user_col, item_col, time_col]
     if any(isinstance(c, str) for c in cols) or not _is_num(rows[0][time_col if isinstance(
             time_col, int) else 0]):
-        header, rows = [h.strip() for h in rows[0]], rows[1:]
+        header, rows, lines = [h.strip() for h in rows[0]], rows[1:], lines[1:]
     idx = []
     for arg, c in zip(("user_col", "item_col", "time_col"), cols):
         if isinstance(c, str):
@@ -247,14 +251,17 @@ def read_interactions_csv(path: str | Path, *, user_col: str | int = 0, item_col
     per_user: dict[str, list[tuple[float, int, str]]] = {}
     for k, r in enumerate(rows):
         if max(idx) >= len(r):
-            raise ValueError(f"path: {p} row {k + 1 + (header is not None)}: expected at least "
+            raise ValueError(f"path: {p} line {lines[k]}: expected at least "
                              f"{max(idx) + 1} columns, got {len(r)}")
         u, it, t = r[idx[0]].strip(), r[idx[1]].strip(), r[idx[2]].strip()
         try:
             tv = float(t)
         except ValueError:
-            raise ValueError(f"path: {p} row {k + 1 + (header is not None)}: timestamp must be "
+            raise ValueError(f"path: {p} line {lines[k]}: timestamp must be "
                              f"numeric, got {t!r}") from None
+        if not math.isfinite(tv):  # a NaN would make the time order undefined
+            raise ValueError(f"path: {p} line {lines[k]}: timestamp must be a finite number, "
+                             f"got {t!r}")
         per_user.setdefault(u, []).append((tv, k, it))
     item_index: dict[str, int] = {}
     seqs, users = [], []
