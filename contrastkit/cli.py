@@ -425,6 +425,43 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise
 
 
+#: metric names that describe what a run cost rather than how good it is (timings, memory):
+#: ``time_per_epoch_s``, ``train_time_s``, ``eval_time_s``, ``finetune_time_s@10%``,
+#: ``peak_mem_bytes``, their ``_std`` ...
+_COST_METRIC = re.compile(r"(?:^|_)time(?:_|$)|^peak_mem")
+
+
+def _cost_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric cost entries (timings, memory) of ``metrics``."""
+    return {k: float(v) for k, v in metrics.items()
+            if _COST_METRIC.search(k) and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _seed_metrics(earlier: Mapping[str, Any], seeds: list[int], i: int) -> Mapping[str, Any]:
+    """Seed ``i``'s entry of an earlier ``metrics.json`` of the same seeds (else empty)."""
+    if len(seeds) == 1:
+        return earlier if earlier.get("seed", seeds[0]) == seeds[0] else {}
+    per_seed = earlier.get("per_seed")
+    if earlier.get("seeds") != list(seeds) or not isinstance(per_seed, list) \
+            or len(per_seed) != len(seeds) or not isinstance(per_seed[i], Mapping):
+        return {}
+    return per_seed[i]
+
+
+def _checkpoint_marks(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Identity of every ``checkpoint.pt`` of one seed's folder (``seed-*`` folders of further
+    seeds excluded): a checkpoint is rewritten (a new file, atomically) whenever an epoch was
+    trained, so equal marks before and after a resume mean that nothing was trained."""
+    marks = {}
+    for path in sorted(folder.rglob("checkpoint.pt")):
+        rel = path.relative_to(folder)
+        if rel.parts[0].startswith("seed-") and len(rel.parts) > 1:
+            continue
+        st = path.stat()
+        marks[str(rel)] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return marks
+
+
 def _nothing_trained(out: Path) -> bool:
     """Whether ``out`` holds only what a run writes before its first epoch (``config.yaml``,
     empty ``log.jsonl`` files, empty seed folders)."""
@@ -448,7 +485,9 @@ def _train_seeds(spec: MethodSpec, cfg: Any, seeds: list[int], device: str, prog
           f"{', '.join(map(str, seeds))}, device {device} -> {out}")
 
     t0 = time.perf_counter()
+    earlier = _read_old_metrics(out / "metrics.json") if resume else {}
     per_seed: list[dict[str, float]] = []
+    untrained = 0  # seeds whose resume trained nothing (their checkpoints did not change)
     for i, seed in enumerate(seeds):
         seed_dir = out if i == 0 else out / f"seed-{seed}"
         seed_dir.mkdir(parents=True, exist_ok=True)
@@ -456,6 +495,7 @@ def _train_seeds(spec: MethodSpec, cfg: Any, seeds: list[int], device: str, prog
             print(f"[seed {seed}: {i + 1}/{len(seeds)}] {seed_dir}")
         ctx = RunContext(out_dir=seed_dir, device=device, seed=seed, progress=progress,
                          resume=resume)
+        before = _checkpoint_marks(seed_dir) if resume else {}
         _seed_everything(seed)
         result = spec.run(copy.deepcopy(cfg), ctx)
         where = f"{spec.name}.run() result"
@@ -463,6 +503,13 @@ def _train_seeds(spec: MethodSpec, cfg: Any, seeds: list[int], device: str, prog
                 hasattr(result, "metrics") and hasattr(result, "embeddings")):
             raise TypeError(f"{where}: expected a RunResult, got {type(result).__name__}")
         metrics = _check_metrics(result.metrics, f"{where}.metrics")
+        if before and _checkpoint_marks(seed_dir) == before:
+            # resumed with nothing left to train: the metrics come from the earlier training,
+            # so do its costs (timings, memory), not those of this call's restore
+            kept = _cost_metrics(_seed_metrics(earlier, seeds, i))
+            if kept:
+                metrics = {**metrics, **kept}
+                untrained += 1
         if i == 0:
             emb = _check_embeddings(result.embeddings, f"{where}.embeddings")
             _write_embeddings(out / "embeddings.pt", emb)
@@ -474,6 +521,8 @@ def _train_seeds(spec: MethodSpec, cfg: Any, seeds: list[int], device: str, prog
     else:
         summary = _aggregate(per_seed, seeds)
     summary["time_total_s"] = round(elapsed, 3)
+    if untrained == len(seeds) and isinstance(earlier.get("time_total_s"), (int, float)):
+        summary["time_total_s"] = earlier["time_total_s"]  # the run that did the training
     _write_json(out / "metrics.json", summary)
     _print_metrics(summary, f"\n{spec.name} on {dataset} ({len(seeds)} seed"
                             f"{'s' if len(seeds) > 1 else ''}): {out / 'metrics.json'}")

@@ -463,3 +463,60 @@ def test_embeddings_are_written_atomically(dummy, tmp_path, monkeypatch):
             _train("dummy", "--seed", "1", "--out", str(out))
     assert (out / "embeddings.pt").read_bytes() == before
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+class _Linear(torch.nn.Module):
+    """A one-layer 'method' for the real Trainer: its loss is the mean square of its output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.lin(batch).pow(2).mean()
+
+    def configure_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _trainer_run(cfg: DummyConfig, ctx: RunContext) -> RunResult:
+    """Trains with the shared Trainer and reports its costs, as the built-in methods do."""
+    from contrastkit.core.trainer import Trainer
+    torch.manual_seed(ctx.seed)
+    method = _Linear()
+    trainer = Trainer(cfg.epochs, seed=ctx.seed, progress=False, out_dir=ctx.out_dir)
+    data = [torch.randn(4, 3, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    trainer.fit(method, data, resume=ctx.resume and (ctx.out_dir / "checkpoint.pt").exists())
+    with torch.no_grad():
+        emb = method.lin(torch.cat(data))
+    return RunResult(metrics={"loss": trainer.history[-1]["loss"],
+                              "time_per_epoch_s": trainer.stats["time_per_epoch_s"],
+                              "train_time_s": trainer.stats["train_time_s"],
+                              "peak_mem_bytes": float(trainer.stats["peak_mem_bytes"])},
+                     embeddings=emb)
+
+
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_resume_of_a_finished_run_keeps_its_cost_metrics(dummy, tmp_path, seeds):
+    """`--resume` of a finished run trains nothing: metrics.json keeps the earlier timings and
+    memory (time_per_epoch_s used to become 0.0); a resume that trains more epochs reports the
+    whole run (mean over all its epochs)."""
+    registry.register(MethodSpec(
+        name="trainerdummy", config_cls=DummyConfig, run=_trainer_run,
+        evaluate=lambda cfg, emb, ctx: {}, description="", default_dataset="toy", presets={}))
+    out = tmp_path / "run"
+    args = ["trainerdummy", "--seeds", str(seeds), "--out", str(out)]
+    assert _train(*args) == 0
+    first = json.loads((out / "metrics.json").read_text())
+    assert first["time_per_epoch_s"] > 0
+    with pytest.warns(RuntimeWarning, match="nothing to train"):
+        assert _train(*args, "--resume") == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert again == first
+    assert _train(*args, "--resume", "--set", "epochs=3") == 0
+    more = json.loads((out / "metrics.json").read_text())
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1, 2]
+    per_seed = more["per_seed"][0] if seeds > 1 else more
+    assert per_seed["time_per_epoch_s"] == pytest.approx(sum(r["time_s"] for r in log) / 3)
+    assert per_seed["train_time_s"] > sum(r["time_s"] for r in log[:2])

@@ -528,3 +528,25 @@ def test_early_stop_survives_resume_and_a_stale_flag_does_not(tmp_path):
     fresh = Trainer(3, seed=0, progress=False)
     fresh.fit(stale, make_loader(0))
     assert fresh.stats["epochs_run"] == 3
+
+
+def test_cost_stats_cover_the_whole_run_on_resume(tmp_path):
+    """A resume reports the run's costs, not only the epochs it added: nothing left to train
+    keeps the saved per-epoch time (it used to be 0.0); more epochs average over all of them."""
+    first = Trainer(2, seed=0, progress=False, out_dir=tmp_path)
+    first.fit(make_method(), make_loader())
+    saved = [r["time_s"] for r in first.history]
+    assert first.stats["time_per_epoch_s"] == pytest.approx(sum(saved) / 2)
+    assert first.stats["train_time_s"] == first.stats["total_time_s"]
+    done = Trainer(2, seed=0, progress=False, out_dir=tmp_path)
+    with pytest.warns(RuntimeWarning, match="nothing to train"):
+        done.fit(make_method(), make_loader(), resume=True)
+    assert done.stats["epochs_run"] == 0
+    assert done.stats["time_per_epoch_s"] == pytest.approx(sum(saved) / 2)
+    assert done.stats["train_time_s"] >= sum(saved)
+    more = Trainer(4, seed=0, progress=False, out_dir=tmp_path)
+    more.fit(make_method(), make_loader(), resume=True)
+    times = [r["time_s"] for r in more.history]
+    assert times[:2] == saved and more.stats["epochs_run"] == 2
+    assert more.stats["time_per_epoch_s"] == pytest.approx(sum(times) / 4)
+    assert more.stats["train_time_s"] == pytest.approx(sum(saved) + more.stats["total_time_s"])

@@ -204,9 +204,13 @@ class Trainer:
     Attributes:
         history: one dict per epoch (``epoch``, ``loss``, ``time_s``, ``lr`` and, when evaluated,
             ``eval_time_s`` and the evaluator's metrics); also written to the log.
-        stats: after :meth:`fit`: ``time_per_epoch_s`` (mean over the epochs run by this call),
-            ``peak_mem_bytes`` (CUDA max allocated on GPU, process peak RSS on CPU),
-            ``epochs_run``, ``steps``, ``start_epoch`` and ``total_time_s``.
+        stats: after :meth:`fit`: ``time_per_epoch_s`` (mean ``time_s`` over every epoch of the
+            run, those restored from a checkpoint included, so a resumed run reports the cost of
+            the whole run and one that trains nothing keeps the saved figure; 0.0 if no epoch),
+            ``train_time_s`` (this call's ``total_time_s`` plus the ``time_s`` of the restored
+            epochs), ``peak_mem_bytes`` (CUDA max allocated on GPU, process peak RSS on CPU;
+            this call's), ``epochs_run``, ``steps``, ``start_epoch`` and ``total_time_s`` (this
+            call's wall time).
         optimizer: the optimizer of the last :meth:`fit` call.
         scaler: its :class:`torch.amp.GradScaler` (``None`` unless fp16 on CUDA).
         epoch: the epoch being run (0-based).
@@ -625,9 +629,16 @@ class Trainer:
             del model
 
         n = len(epoch_times)
+        total = time.perf_counter() - t_fit
+        # the whole run's epochs: those restored from the checkpoint (their logged time_s) and
+        # this call's, so that a resumed run does not report only the epochs it added
+        restored = [float(r["time_s"]) for r in self.history[:len(self.history) - n]
+                    if isinstance(r.get("time_s"), (int, float))]
+        times = restored + epoch_times
         self.stats = {
-            "time_per_epoch_s": sum(epoch_times) / n if n else 0.0,
-            "total_time_s": time.perf_counter() - t_fit,
+            "time_per_epoch_s": sum(times) / len(times) if times else 0.0,
+            "train_time_s": sum(restored) + total,
+            "total_time_s": total,
             "epochs_run": n,
             "start_epoch": start_epoch,
             "steps": steps_total,

@@ -525,7 +525,7 @@ def run_protocol(fit_fn: Any, causal_encoder: Any, config: Any, ctx: RunContext)
         metrics = eval_classification(ztr.numpy(), data.y_train, zte.numpy(), data.y_test,
                                       max_train=config.max_svm_train, seed=ctx.seed)
         emb = torch.cat([ztr, zte])
-    metrics["train_time_s"] = float(trainer.stats.get("total_time_s", 0.0))
+    metrics["train_time_s"] = float(trainer.stats.get("train_time_s", 0.0))  # resumed: whole run
     return RunResult(metrics=metrics, embeddings=emb)
 
 
