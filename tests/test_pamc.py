@@ -477,3 +477,32 @@ def test_training_objective_matches_reference_with_gradients(loss, batch):
     params = [*model.encoder.parameters(), model.centers]
     grads = assert_grads_match(got, ref, params, rtol=1e-8, atol=1e-11)
     assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_unusable_autoencoder_cache_warns_and_retrains(tmp_path):
+    """A corrupt cache used to raise a raw UnpicklingError, a non-dict payload was returned as
+    is: both (and weights of another shape or non-finite ones) now warn naming the file, retrain
+    and rewrite it. A good cache is reused silently."""
+    import warnings
+
+    from contrastkit.core.checkpoint import load_checkpoint
+    from contrastkit.graphcl.pamc import pretrain_autoencoder
+    x = (torch.rand(32, 6, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    kw = dict(hidden=(8,), out_channels=3, epochs=2, batch_size=16, seed=1)
+    want = pretrain_autoencoder(x, **kw)
+    cache = tmp_path / "ae.pt"
+    bad = {"garbage": lambda p: p.write_bytes(b"\x80\x04 not a torch file" * 4),
+           "non-dict": lambda p: torch.save([1, 2, 3], p),
+           "other shapes": lambda p: torch.save({k: torch.zeros(2) for k in want}, p),
+           "non-finite": lambda p: torch.save({k: v * float("nan") for k, v in want.items()}, p)}
+    for name, write in bad.items():
+        write(cache)
+        with pytest.warns(RuntimeWarning, match=r"autoencoder cache .*ae\.pt is unusable"):
+            got = pretrain_autoencoder(x, cache=cache, **kw)
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), name
+        rewritten = load_checkpoint(cache)
+        assert all(torch.equal(rewritten[k], want[k]) for k in want), name
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = pretrain_autoencoder(x, cache=cache, **{**kw, "seed": 7})  # the cache wins
+    assert all(torch.equal(again[k], want[k]) for k in want)

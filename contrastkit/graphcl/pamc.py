@@ -86,7 +86,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
 from ..core.checks import check_choice, check_config_numbers, check_ints, check_positive
-from ..core.checkpoint import save_checkpoint
+from ..core.checkpoint import load_checkpoint, save_checkpoint
 from ..core.engine import contrastive_loss, pair_logsumexp
 from ..core.losses import positive_mass_loss
 from ..core.method import ContrastiveMethod
@@ -265,16 +265,51 @@ def train_autoencoder(x: Tensor, hidden: tuple[int, ...] = (500, 500, 2000),
     return ae
 
 
+def _cached_encoder(path: Path, in_channels: int, hidden: tuple[int, ...],
+                    out_channels: int) -> dict[str, Tensor] | None:
+    """The encoder weights cached in ``path``, or ``None`` (with a warning naming the file and
+    what is wrong) when the file is unreadable, corrupt, or not the state of this encoder:
+    the caller then retrains and rewrites it."""
+    try:
+        state = load_checkpoint(path)  # weights_only=True; ValueError: corrupt or not a dict
+    except FileNotFoundError:
+        return None  # removed in the meantime (another process): nothing to warn about
+    except (ValueError, OSError) as exc:
+        problem = str(exc)
+    else:
+        with torch.device("meta"):  # shapes only, no memory, no random draws
+            want = {k: tuple(v.shape) for k, v in
+                    AutoEncoder(in_channels, hidden, out_channels).encoder.state_dict().items()}
+        got = {k: tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+               for k, v in state.items()}
+        if got != want:
+            problem = (f"expected the encoder state {want} (F={in_channels}, hidden={hidden}, "
+                       f"out={out_channels}), got {got}")
+        elif not all(v.is_floating_point() and bool(torch.isfinite(v).all())
+                     for v in state.values()):
+            problem = "expected finite floating-point weights, got NaN/inf or integers"
+        else:
+            return state
+    warnings.warn(f"PamC autoencoder cache {path} is unusable ({problem}); retraining the "
+                  f"autoencoder and rewriting the cache", RuntimeWarning, stacklevel=3)
+    return None
+
+
 def pretrain_autoencoder(x: Tensor, hidden: tuple[int, ...] = (500, 500, 2000),
                          out_channels: int = 10, *, epochs: int = 30, lr: float = 1e-3,
                          batch_size: int = 256, seed: int = 0, cache: str | Path | None = None,
                          progress: bool = False) -> dict[str, Tensor]:
     """:func:`train_autoencoder` and return the *encoder* weights.
 
-    The result is cached under ``cache`` (a file path) when given and reused when present.
+    The result is cached under ``cache`` (a file path) when given and reused when present. A
+    cache file that cannot be used (truncated or corrupt, not a dict of the encoder's weights,
+    weights of another shape, non-finite values) is reported with a ``RuntimeWarning`` naming
+    it, and the autoencoder is retrained and the file rewritten (atomically).
     """
     if cache is not None and Path(cache).is_file():
-        return torch.load(cache, map_location="cpu", weights_only=True)
+        state = _cached_encoder(Path(cache), int(x.size(1)), tuple(hidden), out_channels)
+        if state is not None:
+            return state
     ae = train_autoencoder(x, hidden, out_channels, epochs=epochs, lr=lr, batch_size=batch_size,
                            seed=seed, progress=progress)
     state = {k: v.detach().clone() for k, v in ae.encoder.state_dict().items()}
