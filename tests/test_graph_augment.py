@@ -483,3 +483,21 @@ def test_cora_every_transform(cora):
             assert probs.mean().item() <= 0.2 + 1e-4
             assert probs.mean().item() == pytest.approx(0.2, abs=0.02)
     assert cora.edge_index.size(1) == e and bool((cora.x.sum(1) > 0).all())  # untouched
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_drop_edges_checks_edge_ids_against_the_graph(symmetric):
+    from contrastkit.graphcl.augment import DropEdges
+    ei = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    drop = DropEdges(0.5, symmetric, generator=torch.Generator().manual_seed(0))
+    drop(Data(x=torch.rand(3, 2), edge_index=ei))
+    with pytest.raises(ValueError, match=r"^data.edge_index: expected node indices in \[0, 3\) "
+                                         r"\(num_nodes=3\), got values in \[0, 7\]"):
+        drop(Data(x=torch.rand(3, 2), edge_index=torch.tensor([[0, 1], [7, 2]])))
+    with pytest.raises(ValueError, match=r"^data.edge_index: expected node indices in \[0, 4\)"):
+        drop(Data(edge_index=torch.tensor([[0, 4], [1, 2]]), num_nodes=4))
+    # a negative id gave wrong pair keys with symmetric=True (and passed through otherwise)
+    with pytest.raises(ValueError, match=r"^edge_index: expected node indices >= 0, got values "
+                                         r"in \[-1, 2\]"):
+        drop.keep_mask(torch.tensor([[0, -1], [1, 2]]))
+    assert drop.keep_mask(ei).shape == (3,)

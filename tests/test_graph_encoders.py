@@ -335,3 +335,27 @@ def test_cora_validates_and_encodes_every_view(cora):
             assert z.shape == (2708, 64) and torch.isfinite(z).all()
             assert head(z).shape == (2708, 64)
             assert not torch.equal(z, clean)
+
+
+@pytest.mark.parametrize("propagation", ["sparse", "message"])
+def test_edge_index_out_of_range_is_named_not_an_index_error(propagation):
+    from contrastkit.graphcl.encoders import gcn_adjacency
+    x = torch.randn(5, 8)
+    ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
+    enc = GCNEncoder(8, 16, propagation=propagation)
+    assert enc(x, ei).shape == (5, 16)
+    for bad, got in ((torch.tensor([[0, 1], [1, 5]]), r"\[0, 5\]"),
+                     (torch.tensor([[0, -1], [1, 2]]), r"\[-1, 2\]")):
+        with pytest.raises(ValueError, match=r"^edge_index: expected node indices in \[0, 5\) "
+                                             r"\(num_nodes=5\), got values in " + got):
+            enc(x, bad)
+        with pytest.raises(ValueError, match=r"^edge_index: expected node indices in \[0, 5\)"):
+            gcn_adjacency(bad, 5)
+    with pytest.raises(TypeError, match=r"^edge_index: expected an integer tensor"):
+        gcn_adjacency(ei.float(), 5)
+    with pytest.raises(ValueError, match=r"^edge_index: expected shape \[2, E\]"):
+        gcn_adjacency(ei[:1], 5)
+    with pytest.raises(ValueError, match=r"^edge_weight: expected 4 values"):
+        gcn_adjacency(ei, 5, torch.ones(3))
+    with pytest.raises(ValueError, match=r"^num_nodes: expected a non-negative int"):
+        gcn_adjacency(ei, -1)

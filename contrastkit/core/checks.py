@@ -77,15 +77,24 @@ def check_ids(name: str, value: Any, upper: int, *, lower: int = 0,
 
 def check_edge_index(name: str, value: Any, num_nodes: int | None = None) -> Tensor:
     """Check an ``edge_index``: an integer tensor ``[2, E]`` whose node ids lie in
-    ``[0, num_nodes)`` (the range check is skipped when ``num_nodes`` is ``None``); return it."""
+    ``[0, num_nodes)`` (only ``>= 0`` when ``num_nodes`` is ``None``); return it.
+
+    One ``aminmax`` reduction (a single host sync), so it is cheap enough for every forward pass;
+    an id out of range would otherwise be an index error deep inside message passing (on a GPU,
+    a device-side assert)."""
     check_tensor(name, value, ndim=2, integer=True)
     if value.size(0) != 2:
         raise ValueError(f"{name}: expected shape [2, E], got {tuple(value.shape)}")
-    if num_nodes is not None and value.numel():
-        lo, hi = int(value.min()), int(value.max())
-        if lo < 0 or hi >= num_nodes:
-            raise ValueError(f"{name}: expected node indices in [0, {num_nodes}) "
-                             f"(num_nodes={num_nodes}), got values in [{lo}, {hi}]")
+    if num_nodes is not None and (isinstance(num_nodes, bool) or not isinstance(num_nodes, int)
+                                  or num_nodes < 0):
+        raise ValueError(f"num_nodes: expected a non-negative int, got {num_nodes!r}")
+    if value.numel():
+        lo, hi = (int(v) for v in torch.stack(torch.aminmax(value)).tolist())
+        if lo < 0 or (num_nodes is not None and hi >= num_nodes):
+            want = f"in [0, {num_nodes}) (num_nodes={num_nodes})" if num_nodes is not None \
+                else ">= 0"
+            raise ValueError(f"{name}: expected node indices {want}, got values in "
+                             f"[{lo}, {hi}]")
     return value
 
 

@@ -35,8 +35,8 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import BaseTransform
 from torch_geometric.utils import degree, dropout_edge, scatter, to_undirected
 
-from contrastkit.core.checks import (check_choice, check_finite, check_probability,
-                                     check_tensor)
+from contrastkit.core.checks import (check_choice, check_edge_index, check_finite,
+                                     check_probability, check_tensor)
 
 __all__ = [
     "DropEdges",
@@ -88,10 +88,8 @@ _EDGE_KEYS: tuple[str, ...] = ("edge_attr", "edge_weight", "edge_type")
 # --------------------------------------------------------------------------------------------
 
 def _check_edge_index(name: str, edge_index: Any) -> Tensor:
-    check_tensor(name, edge_index, ndim=2, integer=True)
-    if edge_index.size(0) != 2:
-        raise ValueError(f"{name}: expected shape [2, E], got {tuple(edge_index.shape)}")
-    return edge_index
+    """An integer ``[2, E]`` with node ids ``>= 0`` (the shared :func:`check_edge_index`)."""
+    return check_edge_index(name, edge_index)
 
 
 def _check_num_nodes(name: str, num_nodes: Any, edge_index: Tensor) -> int:
@@ -100,12 +98,19 @@ def _check_num_nodes(name: str, num_nodes: Any, edge_index: Tensor) -> int:
     num_nodes = int(num_nodes)
     if num_nodes < 0:
         raise ValueError(f"{name}: expected a non-negative int, got {num_nodes}")
-    if edge_index.numel() > 0:
-        lo, hi = int(edge_index.min()), int(edge_index.max())
-        if lo < 0 or hi >= num_nodes:
-            raise ValueError(f"edge_index: expected node indices in [0, {num_nodes - 1}] "
-                             f"(num_nodes={num_nodes}), got min {lo} and max {hi}")
+    check_edge_index("edge_index", edge_index, num_nodes)
     return num_nodes
+
+
+def _data_num_nodes(data: Any) -> int | None:
+    """The node count a graph states (``x`` rows, else a stored ``num_nodes``), or ``None``;
+    never inferred from ``edge_index`` itself."""
+    x = getattr(data, "x", None)
+    if isinstance(x, Tensor) and x.dim() >= 1:
+        return int(x.size(0))
+    store = getattr(data, "_store", None)
+    n = store.get("num_nodes") if store is not None and hasattr(store, "get") else None
+    return int(n) if isinstance(n, (int, np.integer)) and not isinstance(n, bool) else None
 
 
 def _check_positive_int(name: str, value: Any) -> int:
@@ -137,10 +142,12 @@ def _rand(n: int, device: torch.device, generator: torch.Generator | None) -> Te
 
 
 def _data_edge_index(data: Any, transform: str) -> Tensor:
+    """``data.edge_index``, checked: an integer ``[2, E]`` with ids in ``[0, N)`` when the graph
+    states ``N`` (rows of ``x`` or ``num_nodes``), else ``>= 0``."""
     edge_index = getattr(data, "edge_index", None)
     if edge_index is None:
         raise ValueError(f"{transform}: expected data.edge_index of shape [2, E], got None")
-    return _check_edge_index("data.edge_index", edge_index)
+    return check_edge_index("data.edge_index", edge_index, _data_num_nodes(data))
 
 
 def _data_x(data: Any, transform: str) -> Tensor:

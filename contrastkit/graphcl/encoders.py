@@ -25,7 +25,7 @@ from torch_geometric.nn import GCNConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import to_torch_csr_tensor
 
-from contrastkit.core.checks import check_choice, check_tensor
+from contrastkit.core.checks import check_choice, check_edge_index, check_tensor
 
 __all__ = ["GCNEncoder", "ProjectionHead", "FixedRReLU", "ACTIVATIONS", "make_activation",
            "RRELU_LOWER", "RRELU_UPPER", "PROPAGATIONS", "gcn_adjacency", "gcn_layer"]
@@ -103,10 +103,31 @@ def gcn_adjacency(edge_index: Tensor, num_nodes: int, edge_weight: Tensor | None
     when ``improved``; degrees over incoming edges; messages flow source → target).
 
     Args:
-        edge_index: ``[2, E]`` directed edges ``source → target``.
+        edge_index: ``[2, E]`` directed edges ``source → target``, node ids in ``[0, N)``.
         num_nodes: ``N``.
         edge_weight: optional ``[E]`` weights.
+
+    Raises:
+        ValueError / TypeError: ``edge_index`` not an integer ``[2, E]`` with ids in
+            ``[0, num_nodes)``, or ``edge_weight`` not ``E`` floats.
     """
+    check_edge_index("edge_index", edge_index, num_nodes)
+    _check_edge_weight(edge_weight, edge_index)
+    return _gcn_adjacency(edge_index, num_nodes, edge_weight, add_self_loops=add_self_loops,
+                          improved=improved, dtype=dtype)
+
+
+def _check_edge_weight(edge_weight: Tensor | None, edge_index: Tensor) -> None:
+    if edge_weight is not None:
+        check_tensor("edge_weight", edge_weight, ndim=1, floating=True)
+        if edge_weight.numel() != edge_index.size(1):
+            raise ValueError(f"edge_weight: expected {edge_index.size(1)} values (one per "
+                             f"edge), got {edge_weight.numel()}")
+
+
+def _gcn_adjacency(edge_index: Tensor, num_nodes: int, edge_weight: Tensor | None, *,
+                   add_self_loops: bool, improved: bool, dtype: torch.dtype) -> Tensor:
+    """:func:`gcn_adjacency` without the input checks (the caller made them)."""
     ei, w = gcn_norm(edge_index, edge_weight, num_nodes, improved=improved,
                      add_self_loops=add_self_loops, dtype=dtype)
     with _quiet_csr():
@@ -281,20 +302,15 @@ class GCNEncoder(nn.Module):
                              f"got shape {tuple(x.shape)}")
         if edge_index is None:
             raise TypeError("edge_index: expected an integer tensor [2, E], got None")
-        check_tensor("edge_index", edge_index, ndim=2, integer=True)
-        if edge_index.size(0) != 2:
-            raise ValueError(f"edge_index: expected shape [2, E], got {tuple(edge_index.shape)}")
-        if edge_weight is not None:
-            check_tensor("edge_weight", edge_weight, ndim=1, floating=True)
-            if edge_weight.numel() != edge_index.size(1):
-                raise ValueError(f"edge_weight: expected {edge_index.size(1)} values (one per "
-                                 f"edge), got {edge_weight.numel()}")
+        check_edge_index("edge_index", edge_index, x.size(0))  # ids < N: one aminmax
+        _check_edge_weight(edge_weight, edge_index)
         if self.propagation == "message":
             h = x
             for conv in self.convs:
                 h = self.activation(conv(h, edge_index, edge_weight))
             return h
-        adjacency = gcn_adjacency(edge_index, x.size(0), edge_weight, dtype=x.dtype)
+        adjacency = _gcn_adjacency(edge_index, x.size(0), edge_weight, add_self_loops=True,
+                                   improved=False, dtype=x.dtype)
         h = _as_sparse_features(x)
         for conv in self.convs:
             h = self.activation(gcn_layer(conv, h, adjacency))
