@@ -233,6 +233,29 @@ def test_comet_step_runs_each_level_and_sample_only_variant():
     assert m.embed(batch["x"]).shape == (12, 8)
 
 
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(mode="binomial", p=2.0), ValueError, r"^p: expected a probability in \[0, 1\], got 2.0"),
+    (dict(mode="binomial", p=-0.1), ValueError, r"^p: expected a probability"),
+    (dict(mode="binomial", p=float("nan")), ValueError, r"^p: expected a probability"),
+    (dict(mode="binomial", p="0.5"), TypeError, r"^p: expected a probability"),
+    (dict(mode="continuous", span_frac=2.0), ValueError, r"^span_frac: expected a probability"),
+    (dict(mode="continuous", span_frac=-0.5), ValueError, r"^span_frac: expected a probability"),
+    (dict(mode="continuous", n_spans=-1), ValueError, r"^n_spans: expected an int >= 0"),
+    (dict(mode="continuous", n_spans=2.5), TypeError, r"^n_spans: expected an int"),
+    (dict(mode="binomial", batch=-1), ValueError, r"^batch: expected an int >= 0"),
+    (dict(mode="binomial", length=3.0), TypeError, r"^length: expected an int"),
+])
+def test_generate_mask_rejects_bad_probabilities_and_sizes(kwargs, exc, match):
+    # p=2.0 used to keep every timestamp silently; span_frac=2.0 failed deep in torch.randint
+    args = dict(batch=2, length=5)
+    args.update(kwargs)
+    batch, length, mode = args.pop("batch"), args.pop("length"), args.pop("mode")
+    with pytest.raises(exc, match=match):
+        generate_mask(batch, length, mode, **args)
+    assert generate_mask(2, 5, "binomial", p=1.0).all() and not generate_mask(2, 5, "binomial",
+                                                                               p=0.0).any()
+
+
 def test_masks_and_encoder_shapes():
     torch.manual_seed(0)
     m = generate_mask(4, 100, "continuous")

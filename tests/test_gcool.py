@@ -171,6 +171,18 @@ def test_soft_assignment_cosine_and_rbf_reference():
         soft_assignment(h, phi[:, :2], 0.3)
 
 
+@pytest.mark.parametrize("args, match", [
+    ((10, 500, 0.0), r"^rate: expected a positive"),      # was a ZeroDivisionError
+    ((10, 0, 0.2), r"^stride: expected a positive"),
+    ((10, 500, -0.2), r"^rate: expected a positive"),
+    ((-1, 500, 0.2), r"^step: expected a number >= 0"),
+    ((10, float("nan"), 0.2), r"^stride: expected a positive"),
+])
+def test_schedule_weights_bad_arguments(args, match):
+    with pytest.raises(ValueError, match=match):
+        schedule_weights(*args)
+
+
 def test_schedule_official_gates_community_terms_off_after_r_eta():
     eta = 500
     for t in range(0, 100):

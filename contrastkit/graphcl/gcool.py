@@ -229,6 +229,10 @@ def schedule_weights(step: int, stride: float, rate: float = 0.2,
     :math:`a = \max(0, 1 - t/(r\eta))`; ``paper``: :math:`(c, 1 - c)`.
     """
     check_choice("variant", variant, VARIANTS)
+    if isinstance(step, bool) or not isinstance(step, (int, float, np.integer)) or not step >= 0:
+        raise ValueError(f"step: expected a number >= 0, got {step!r}")
+    check_positive("stride", stride)
+    check_positive("rate", rate)  # a fraction of the stride; 0 would divide by zero
     c = math.exp(-step / stride)
     a = max(0.0, 1.0 - step / (rate * stride)) if variant == "official_code" else 1.0
     return a * c, a * (1.0 - c)

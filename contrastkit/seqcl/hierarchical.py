@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.checks import check_choice, check_tensor
+from ..core.checks import check_choice, check_int, check_probability, check_tensor
 from ..core.engine import contrastive_loss
 
 __all__ = ["AveragedEncoder", "encode_full", "SamePadConv", "ConvBlock", "DilatedConvEncoder", "TSEncoder", "generate_mask",
@@ -156,8 +156,17 @@ def generate_mask(batch: int, length: int, mode: str, *, p: float = 0.5, n_spans
     * ``continuous``: per series, ``n_spans`` times zero a span of ``int(span_frac * T)`` steps at a
       uniform start (spans may overlap) — COMET's sample/observation masks.
     * ``all_true`` / ``all_false``; ``mask_last``: all but the last timestamp.
+
+    Raises:
+        ValueError / TypeError: ``batch`` / ``length`` / ``n_spans`` not ints ``>= 0``, ``p``
+            or ``span_frac`` outside ``[0, 1]``, an unknown ``mode``.
     """
     check_choice("mode", mode, MASK_MODES)
+    check_int("batch", batch, 0)
+    check_int("length", length, 0)
+    check_probability("p", p)
+    check_int("n_spans", n_spans, 0)
+    check_probability("span_frac", span_frac)
     if mode == "all_true":
         return torch.ones(batch, length, dtype=torch.bool, device=device)
     if mode == "all_false":
