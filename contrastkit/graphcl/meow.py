@@ -508,7 +508,7 @@ def cluster_with_concentration(v: Tensor, k: int, *, temperature: float, seed: i
     km = KMeans(n_clusters=k, init="random", n_init=restores, max_iter=iters,
                 random_state=seed).fit(x)
     labels = torch.from_numpy(km.labels_.astype(np.int64))
-    cent = torch.from_numpy(km.cluster_centers_).to(v.dtype).to(v.device)
+    cent = torch.from_numpy(km.cluster_centers_).to(v.dtype)  # on the CPU, like the labels
     d = (v.detach().cpu() * cent[labels]).sum(1).clamp_min(0).sqrt()
     counts = torch.bincount(labels, minlength=k)
     phi = torch.zeros(k, dtype=v.dtype).index_add_(0, labels, d)
@@ -583,7 +583,7 @@ class PairWeightMLP(nn.Module):
             if guard == "negative_mean":
                 diag = torch.zeros_like(w, dtype=torch.bool)
                 pos = rows if anchors is None else anchors[rows]
-                diag[torch.arange(len(rows)), pos] = True
+                diag[torch.arange(len(rows), device=w.device), pos] = True
                 neg_mean = w.masked_fill(diag, 0).sum(1, keepdim=True) / max(w.size(1) - 1, 1)
                 w = torch.where(diag, torch.ones_like(w), w / neg_mean.clamp_min(1e-12))
             return w
