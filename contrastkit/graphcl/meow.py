@@ -874,8 +874,8 @@ register(MethodSpec(
     name="meow", config_cls=MEOWConfig, run=run, evaluate=evaluate,
     description="MEOW: coarse vs meta-path-context views, cluster-weighted negatives, ProtoNCE "
                 "(Yu & Li, 2023)",
-    default_dataset="acm", presets=MEOW_PRESETS))
+    default_dataset="acm", presets=MEOW_PRESETS, accepts=("graph:heterogeneous",)))
 register(MethodSpec(
     name="adameow", config_cls=AdaMEOWConfig, run=run_adameow, evaluate=evaluate,
     description="AdaMEOW: MEOW with learnt pairwise negative weights (Yu et al., 2024)",
-    default_dataset="acm", presets=ADAMEOW_PRESETS))
+    default_dataset="acm", presets=ADAMEOW_PRESETS, accepts=("graph:heterogeneous",)))

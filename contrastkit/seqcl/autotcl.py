@@ -867,4 +867,5 @@ register(MethodSpec(
                 "encoder (forecasting: ridge on causal reps; classification: SVM)",
     default_dataset="etth1",
     presets={**{k: dict(v) for k, v in PRESETS.items()},
-             **{ds: dict(CLASSIFICATION) for ds in _classification_ids()}}))
+             **{ds: dict(CLASSIFICATION) for ds in _classification_ids()}},
+    accepts=("timeseries:forecast", "timeseries:classification")))

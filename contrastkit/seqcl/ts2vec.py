@@ -561,4 +561,5 @@ register(MethodSpec(
                 "ridge on causal reps; classification: SVM on max-pooled reps)",
     default_dataset="etth1",
     presets={"etth1": {}, "etth2": {}, "ettm1": {}, "ettm2": {},
-             "electricity": {"univariate": True}, "electricity-mt320": {"univariate": True}}))
+             "electricity": {"univariate": True}, "electricity-mt320": {"univariate": True}},
+    accepts=("timeseries:forecast", "timeseries:classification")))
