@@ -49,7 +49,8 @@ def test_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch, capsys):
 
 def test_plot_missing_folder(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "nope")]) == 2
-    assert "run_dir" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "DIR: expected a run folder" in err and "nope" in err and "not a folder" in err
 
 
 def test_cut_off_last_log_line_is_skipped_a_broken_one_is_named(tmp_path, capsys):
