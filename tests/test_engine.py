@@ -671,3 +671,33 @@ def test_a_loss_that_cannot_have_positives_is_named():
     for name in ("normalize_weights", "positive_mean"):
         with pytest.raises(TypeError, match=f"{name}: expected a bool, got 'no'"):
             contrastive_loss(a, b, **{name: "no"})
+
+
+def test_l2_normalize_huge_rows_do_not_overflow():
+    """``F.normalize`` squares entries: float32 rows above ~1.8e19 have an infinite norm and
+    silently became zero vectors. ``l2_normalize`` keeps them unit rows, and rows with entries
+    at most 1 are passed to ``F.normalize`` untouched (same bits)."""
+    from contrastkit.core.similarity import l2_normalize
+    x = torch.tensor([[3e20, 4e20], [3.0, 4.0], [0.3, 0.4], [0.0, 0.0]], dtype=torch.float32)
+    assert torch.nn.functional.normalize(x, dim=-1)[0].abs().sum() == 0  # the failure it fixes
+    want = torch.tensor([[0.6, 0.8], [0.6, 0.8], [0.6, 0.8], [0.0, 0.0]], dtype=torch.float32)
+    assert torch.allclose(l2_normalize(x), want)
+    small = torch.randn(5, 3, dtype=torch.float32).clamp(-1, 1)
+    assert torch.equal(l2_normalize(small), torch.nn.functional.normalize(small, dim=-1))
+
+
+@pytest.mark.parametrize("name", ["info_nce", "nt_xent", "decoupled_loss", "hard_infonce_loss",
+                                  "uniformity_loss", "alignment_loss"])
+def test_cosine_losses_are_scale_invariant_up_to_huge_magnitudes(name):
+    """Cosine losses at float32 embeddings of magnitude 1e25 equal those at magnitude 1, with a
+    finite, non-zero gradient (they were log(N)-constants with a zero gradient before)."""
+    import contrastkit.core.losses as L
+    fn = getattr(L, name)
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = (torch.randn(16, 8, generator=g, dtype=torch.float32) for _ in range(2))
+    call = (lambda a, b: fn(a)) if name == "uniformity_loss" else fn
+    big1 = (z1 * 1e25).requires_grad_()
+    big = call(big1, z2 * 1e25)
+    assert torch.allclose(big, call(z1, z2), rtol=1e-5, atol=1e-6)
+    big.backward()
+    assert torch.isfinite(big1.grad).all() and big1.grad.abs().sum() > 0

@@ -54,7 +54,7 @@ from torch.autograd.function import once_differentiable
 from .checks import (check_choice, check_finite, check_positive, check_same_device,
                      check_temperature_range, check_tensor)
 from .pairs import PairSelector, as_selector
-from .similarity import SIMILARITIES, get_similarity
+from .similarity import SIMILARITIES, get_similarity, l2_normalize
 from .weights import NegativeWeight, as_weight
 
 BACKENDS = ("auto", "blockwise", "fused")
@@ -139,8 +139,8 @@ class _Plan:
         no extra pass over the tile is needed; the tile is then the direct output of a matmul.
         """
         if self.similarity == "cosine":
-            a = torch.nn.functional.normalize(a, dim=-1, eps=1e-12)
-            b = torch.nn.functional.normalize(b, dim=-1, eps=1e-12)
+            a = l2_normalize(a)
+            b = l2_normalize(b)
         if self.similarity in ("cosine", "dot"):
             if tau.dim() == 1:
                 return a @ (b / tau[:, None]).transpose(-1, -2)
@@ -207,13 +207,13 @@ class _Plan:
     def anchor_factor(self, a: Tensor, tau: Tensor) -> Tensor:
         """Anchor rows ``a'`` with ``s = a' b'^T`` (normalised, scalar ``1/tau`` folded in)."""
         if self.similarity == "cosine":
-            a = torch.nn.functional.normalize(a, dim=-1, eps=1e-12)
+            a = l2_normalize(a)
         return a if tau.dim() == 1 else a / tau
 
     def candidate_factor(self, b: Tensor, tau: Tensor) -> Tensor:
         """Candidate rows ``b'`` with ``s = a' b'^T`` (normalised, per-candidate ``1/tau``)."""
         if self.similarity == "cosine":
-            b = torch.nn.functional.normalize(b, dim=-1, eps=1e-12)
+            b = l2_normalize(b)
         return b / tau[:, None] if tau.dim() == 1 else b
 
     @torch.no_grad()
@@ -548,8 +548,8 @@ def pair_logsumexp(anchors: Tensor, candidates: Tensor | None = None, *, positiv
     tau = _as_temperature(temperature, M, anchors)
     a_n, b_n = anchors, b
     if similarity == "cosine":
-        a_n = torch.nn.functional.normalize(anchors, dim=-1, eps=1e-12)
-        b_n = torch.nn.functional.normalize(b, dim=-1, eps=1e-12)
+        a_n = l2_normalize(anchors)
+        b_n = l2_normalize(b)
     if similarity in ("cosine", "dot"):
         s = (a_n[r] * b_n[c]).sum(-1)
     else:

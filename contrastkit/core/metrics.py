@@ -31,6 +31,8 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import rankdata
 from torch import Tensor
 
+from .similarity import l2_normalize
+
 from contrastkit.core.checks import check_finite, check_positive, check_tensor
 
 __all__ = [
@@ -434,7 +436,7 @@ def clustering_metrics(embeddings: ArrayLike, y: ArrayLike, n_clusters: int | No
 # Representation quality
 # ---------------------------------------------------------------------------------------------
 def _normalize_rows(z: Tensor) -> Tensor:
-    return torch.nn.functional.normalize(z, p=2.0, dim=1)
+    return l2_normalize(z, dim=1)
 
 
 def alignment(z1: ArrayLike, z2: ArrayLike, alpha: float = 2) -> float:

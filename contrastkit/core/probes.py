@@ -37,6 +37,7 @@ from contrastkit.core.checks import (check_choice, check_positive, check_probabi
                                      check_tensor)
 from contrastkit.core.metrics import (_as_tensor, _check_int, _embeddings, _labels,
                                       _ovr_macro_auc, accuracy, macro_f1, micro_f1)
+from contrastkit.core.similarity import l2_normalize
 
 __all__ = ["GRACE_CS", "SVM_CS", "random_split", "linear_probe_cv", "torch_lr_probe",
            "knn_probe", "svm_probe", "fixed_split_probe", "heco_probe"]
@@ -576,8 +577,8 @@ def knn_probe(train_emb: Any, train_y: Any, test_emb: Any, test_y: Any, *, k: in
         raise ValueError(f"num_classes: labels reach {max(ytr.max(), yte.max())}, so at least "
                          f"{max(ytr.max(), yte.max()) + 1} classes are needed, got {n_cls}")
     dtype = torch.promote_types(torch.promote_types(xtr.dtype, xte.dtype), torch.float32)
-    a = nn.functional.normalize(xtr.to(dtype), dim=1)
-    b = nn.functional.normalize(xte.to(dtype), dim=1)
+    a = l2_normalize(xtr.to(dtype), dim=1)
+    b = l2_normalize(xte.to(dtype), dim=1)
     ytr_t = torch.as_tensor(ytr)
     yte_t = torch.as_tensor(yte)
     top5 = n_cls > 5

@@ -15,9 +15,31 @@ from torch import Tensor
 SIMILARITIES = ("cosine", "dot", "neg_sq_dist")
 
 
+def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
+    r"""``x / max(‖x‖, eps)`` along ``dim``, like :func:`torch.nn.functional.normalize`, without
+    overflow.
+
+    ``F.normalize`` squares the entries: in float32 a row with entries above ~1.8e19 has an
+    infinite norm and silently becomes a zero vector (every cosine 0, no gradient). Rows whose
+    largest absolute entry exceeds 1 are first divided by it (a detached scale; normalising is
+    scale-invariant, so values and gradients are unchanged in exact arithmetic); other rows are
+    passed through untouched, so ``eps`` keeps its meaning for small rows.
+
+    Args:
+        x: input, any shape (e.g. ``[N, D]``).
+        dim: the dimension to normalise.
+        eps: lower bound on the norm.
+
+    Returns:
+        Tensor of ``x``'s shape with unit-norm slices along ``dim`` (zero slices stay zero).
+    """
+    scale = x.detach().abs().amax(dim=dim, keepdim=True).clamp_min(1.0)
+    return F.normalize(x / scale, dim=dim, eps=eps)
+
+
 def cosine_similarity_matrix(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor:
     r"""Cosine similarity :math:`s_{ij} = \frac{a_i^\top b_j}{\|a_i\| \|b_j\|}`, ``[B, M]``."""
-    return F.normalize(a, dim=-1, eps=eps) @ F.normalize(b, dim=-1, eps=eps).transpose(-1, -2)
+    return l2_normalize(a, eps=eps) @ l2_normalize(b, eps=eps).transpose(-1, -2)
 
 
 def dot_similarity_matrix(a: Tensor, b: Tensor) -> Tensor:
@@ -41,8 +63,7 @@ def paired_similarity(a: Tensor, b: Tensor, kind: str = "cosine") -> Tensor:
     The engine's similarity kinds for explicit pairs (``[..., D]`` each, result ``[...]``).
     """
     if kind == "cosine":
-        a = torch.nn.functional.normalize(a, dim=-1, eps=1e-12)
-        b = torch.nn.functional.normalize(b, dim=-1, eps=1e-12)
+        a, b = l2_normalize(a), l2_normalize(b)
     if kind in ("cosine", "dot"):
         return (a * b).sum(-1)
     return -(a - b).pow(2).sum(-1)

@@ -61,6 +61,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import check_choice, check_embeddings, check_int, check_positive, check_tensor
+from ..similarity import l2_normalize
 
 __all__ = ["MultiHeadProjector", "AdaptiveTemperature", "amcl_regularizer", "amcl_loss",
            "AMCLLoss"]
@@ -277,8 +278,8 @@ def amcl_loss(z1: Tensor, z2: Tensor, temperature: Any, *, beta: float = 0.1,
     dtype = torch.promote_types(z1.dtype, torch.float32)
     per_anchor = z1.new_zeros(2 * M, dtype=dtype)
     for c in range(C):
-        u1 = nn.functional.normalize(z1[c].to(dtype), dim=1, eps=1e-12)
-        u2 = nn.functional.normalize(z2[c].to(dtype), dim=1, eps=1e-12)
+        u1 = l2_normalize(z1[c].to(dtype), dim=1, eps=1e-12)
+        u2 = l2_normalize(z2[c].to(dtype), dim=1, eps=1e-12)
         terms = []
         for a, b in ((u1, u2), (u2, u1)):
             s_pos = (a * b).sum(1)

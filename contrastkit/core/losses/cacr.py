@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from ..checks import check_embeddings, check_positive
 from ..engine import row_statistics
+from ..similarity import l2_normalize
 from ..weights import BlockWeight
 
 __all__ = ["cacr_loss", "CACRLoss"]
@@ -119,8 +120,7 @@ def cacr_loss(z: Tensor, *, alpha: float = 1.0, beta: float = 1.0, pos_temperatu
     if isinstance(debias_prior, bool) or not isinstance(debias_prior, (int, float)) \
             or not 0.0 <= float(debias_prior) < 1.0:
         raise ValueError(f"debias_prior: expected a number in [0, 1), got {debias_prior!r}")
-    u = nn.functional.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=-1,
-                                eps=1e-12)
+    u = l2_normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=-1)
     # attraction: [V, V, M] costs between the views of each image
     cost = (u[:, None] - u[None, :]).pow(2).sum(-1)
     off = ~torch.eye(V, dtype=torch.bool, device=z.device)[:, :, None].expand(V, V, M)

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import check_choice, check_embeddings, check_finite, check_positive, check_tensor
+from ..similarity import l2_normalize
 from .mochi import moco_loss
 
 __all__ = ["positive_extrapolation", "negative_interpolation", "ft_moco_loss",
@@ -177,9 +178,9 @@ def ft_moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: floa
         if queue_ids.numel() != queue.size(0):
             raise ValueError(f"queue_ids: expected {queue.size(0)} ids (one per queue entry), "
                              f"got {queue_ids.numel()}")
-    q = nn.functional.normalize(query, dim=1, eps=1e-12)
-    k = nn.functional.normalize(key, dim=1, eps=1e-12)
-    n = nn.functional.normalize(queue.detach(), dim=1, eps=1e-12)
+    q = l2_normalize(query, dim=1, eps=1e-12)
+    k = l2_normalize(key, dim=1, eps=1e-12)
+    n = l2_normalize(queue.detach(), dim=1, eps=1e-12)
     if extrapolate:
         q, k, _ = positive_extrapolation(q, k, alpha=alpha_p, granularity=granularity,
                                          generator=generator)
@@ -189,9 +190,9 @@ def ft_moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: floa
         if queue_ids is not None:
             queue_ids = torch.stack([queue_ids, queue_ids[perm.to(queue_ids.device)]], 1)
     if postmix_norm:
-        q = nn.functional.normalize(q, dim=1, eps=1e-12)
-        k = nn.functional.normalize(k, dim=1, eps=1e-12)
-        n = nn.functional.normalize(n, dim=1, eps=1e-12)
+        q = l2_normalize(q, dim=1, eps=1e-12)
+        k = l2_normalize(k, dim=1, eps=1e-12)
+        n = l2_normalize(n, dim=1, eps=1e-12)
     return moco_loss(q, k, n, temperature=temperature, similarity="dot", queue_ids=queue_ids,
                      ids=ids, reduction=reduction, block_size=block_size)
 

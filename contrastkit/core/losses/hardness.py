@@ -36,7 +36,7 @@ from ..checks import (check_choice, check_embeddings, check_finite, check_positi
                       check_same_device, check_same_shape, check_tensor, scalar_temperature)
 from ..engine import contrastive_loss, segment_logsumexp
 from ..pairs import PairSelector, as_selector, check_aligned_fits
-from ..similarity import SIMILARITIES, get_similarity, paired_similarity
+from ..similarity import SIMILARITIES, get_similarity, l2_normalize, paired_similarity
 
 _LOG0 = -1e30  # log 0 inside masked log-sum-exps (finite: no NaN gradients)
 
@@ -129,8 +129,8 @@ def hard_infonce_loss(anchors: Tensor, candidates: Tensor | None = None, *,
     r, c, w = r[keep], c[keep], w[keep]
     tau = scalar_temperature(temperature, a.dtype, a.device)
     if similarity == "cosine":
-        a = nn.functional.normalize(a, dim=1, eps=1e-12)
-        bb = nn.functional.normalize(bb, dim=1, eps=1e-12)
+        a = l2_normalize(a, dim=1, eps=1e-12)
+        bb = l2_normalize(bb, dim=1, eps=1e-12)
     bs = block_size or max(1, (1 << 22) // max(M, 1))
     lse_parts, P_parts, Q_parts = [], [], []
     for i in range(0, N, bs):
@@ -202,7 +202,7 @@ def simple_contrastive_loss(z1: Tensor, z2: Tensor, *, weight: float = 1.0) -> T
     check_same_shape("z1", z1, "z2", z2)
     check_positive("weight", weight, allow_zero=True)
     dtype = torch.promote_types(z1.dtype, torch.float32)
-    u = nn.functional.normalize(torch.cat([z1, z2], 0).to(dtype), dim=1, eps=1e-12)
+    u = l2_normalize(torch.cat([z1, z2], 0).to(dtype), dim=1, eps=1e-12)
     n = z1.size(0)
     partner = torch.cat([u[n:], u[:n]], 0)
     s_pos = (u * partner).sum(1)
@@ -222,8 +222,7 @@ def uniformity_loss(z: Tensor, *, t: float = 2.0, block_size: int | None = None)
     if z.size(0) < 2:
         raise ValueError(f"z: expected at least 2 rows, got shape {tuple(z.shape)}")
     check_positive("t", t)
-    u = nn.functional.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1,
-                                eps=1e-12)
+    u = l2_normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
     lse = contrastive_loss(u, None, positives=None, temperature=1.0 / t,
                            similarity="neg_sq_dist", form="log_partition", diagonal="exclude",
                            reduction="none", block_size=block_size)
@@ -238,7 +237,7 @@ def alignment_loss(z1: Tensor, z2: Tensor, *, alpha: float = 2.0) -> Tensor:
     check_same_shape("z1", z1, "z2", z2)
     check_positive("alpha", alpha)
     dtype = torch.promote_types(z1.dtype, torch.float32)
-    d = nn.functional.normalize(z1.to(dtype), dim=1) - nn.functional.normalize(z2.to(dtype), dim=1)
+    d = l2_normalize(z1.to(dtype), dim=1) - l2_normalize(z2.to(dtype), dim=1)
     return d.pow(2).sum(1).clamp_min(1e-30).pow(alpha / 2).mean()
 
 
@@ -260,7 +259,7 @@ def tolerance(z: Tensor, labels: Tensor, *, over: str = "same_label") -> float:
                          f"{labels.numel()}")
     if z.size(0) < 2:
         raise ValueError(f"z: expected at least 2 rows, got shape {tuple(z.shape)}")
-    u = nn.functional.normalize(z.to(torch.float64), dim=1, eps=1e-12)
+    u = l2_normalize(z.to(torch.float64), dim=1, eps=1e-12)
     _, inv, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     sums = torch.zeros(counts.numel(), u.size(1), dtype=u.dtype, device=u.device)
     sums.index_add_(0, inv.to(u.device), u)

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from ..checks import (check_choice, check_embeddings, check_finite, check_int, check_positive,
                       check_same_device, check_tensor, scalar_temperature)
 from ..engine import row_statistics
-from ..similarity import SIMILARITIES, paired_similarity
+from ..similarity import SIMILARITIES, l2_normalize, paired_similarity
 
 __all__ = ["moco_loss", "id_match_pairs", "mochi_negatives", "mochi_loss", "KeyQueue",
            "MoCoLoss", "MoCHiLoss"]
@@ -145,7 +145,7 @@ def moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: float |
             if similarity == "neg_sq_dist":
                 l_extra = paired_similarity(q[:, None, :], h, similarity)
             else:  # one batched matmul, no [B, E, D] temporary
-                qq = nn.functional.normalize(q, dim=-1, eps=1e-12) if similarity == "cosine" else q
+                qq = l2_normalize(q, dim=-1, eps=1e-12) if similarity == "cosine" else q
                 l_extra = torch.bmm(h, qq[:, :, None]).squeeze(-1)
                 if similarity == "cosine":
                     l_extra = l_extra / torch.linalg.vector_norm(h, dim=-1).clamp_min(1e-12)
@@ -202,8 +202,8 @@ def mochi_negatives(query: Tensor, queue: Tensor, *, num_hard: int = 1024, num_m
     excl = _check_ids(queue, queue_ids, ids, B)
     dtype = torch.promote_types(query.dtype, torch.float32)
     dev = query.device
-    q = nn.functional.normalize(query.detach().to(dtype), dim=1, eps=1e-12)
-    n = nn.functional.normalize(queue.detach().to(device=dev, dtype=dtype), dim=1, eps=1e-12)
+    q = l2_normalize(query.detach().to(dtype), dim=1, eps=1e-12)
+    n = l2_normalize(queue.detach().to(device=dev, dtype=dtype), dim=1, eps=1e-12)
     N = min(num_hard, n.size(0))
     scores = q @ n.t()                                                           # [B, Q]
     if excl is not None and excl.size(1):
@@ -276,7 +276,7 @@ class KeyQueue(nn.Module):
         check_int("dim", dim, 1)
         check_int("size", size, 1)
         self.register_buffer("features",
-                             nn.functional.normalize(torch.randn(size, dim, dtype=dtype), dim=1))
+                             l2_normalize(torch.randn(size, dim, dtype=dtype), dim=1))
         self.register_buffer("ids", torch.full((size,), -1, dtype=torch.long))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
@@ -314,7 +314,7 @@ class KeyQueue(nn.Module):
                                  f"{ids.numel()}")
         B = keys.size(0)
         slots = (int(self.ptr) + torch.arange(B, device=self.features.device)) % Q
-        self.features[slots] = nn.functional.normalize(
+        self.features[slots] = l2_normalize(
             keys.detach().to(self.features), dim=1, eps=1e-12)
         self.ids[slots] = (ids.to(self.ids) if ids is not None
                            else torch.full((B,), -1, dtype=torch.long, device=self.ids.device))

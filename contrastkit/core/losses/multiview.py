@@ -62,7 +62,7 @@ from ..checks import check_choice, check_embeddings, check_positive, scalar_temp
 from ..distributed import all_gather_with_grad, get_rank, is_distributed
 from ..engine import contrastive_loss, row_statistics
 from ..pairs import Pairs, SameLabel
-from ..similarity import SIMILARITIES, paired_similarity
+from ..similarity import SIMILARITIES, l2_normalize, paired_similarity
 from .infonce import nt_xent
 
 __all__ = ["mv_infonce_loss", "mv_dhel_loss", "pwe_loss", "avg_loss", "pvc_loss",
@@ -245,7 +245,7 @@ def avg_loss(z: Tensor, *, temperature: float | Tensor = 0.5, reduction: str = "
     """
     _check_views(z)
     check_choice("reduction", reduction, ("mean", "sum", "none"))
-    u = nn.functional.normalize(z, dim=-1)
+    u = l2_normalize(z, dim=-1)
     return _reduce(_against_other_view_means(u, temperature, "cosine", block_size), reduction)
 
 
@@ -268,7 +268,7 @@ def pvc_loss(z: Tensor, *, temperature: float | Tensor = 0.5, variant: str = "ar
     check_choice("variant", variant, ("arithmetic", "geometric"))
     check_choice("reduction", reduction, ("mean", "sum", "none"))
     V, N, D = z.shape
-    u = nn.functional.normalize(z, dim=-1)
+    u = l2_normalize(z, dim=-1)
     if variant == "geometric":
         return _reduce(_against_other_view_means(u, temperature, "dot", block_size), reduction)
     x = u.reshape(V * N, D)

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from ..checks import (check_embeddings, check_finite, check_int, check_positive,
                       check_same_device, check_tensor, check_weights)
 from ..distributed import get_world_size, is_distributed
+from ..similarity import l2_normalize
 
 __all__ = ["sinkhorn_knopp", "swav_loss", "SwAVLoss", "SwAVPrototypes"]
 
@@ -219,14 +220,14 @@ class SwAVPrototypes(nn.Module):
     @torch.no_grad()
     def normalize_(self) -> None:
         """L2-normalise every prototype in place (no grad)."""
-        self.weight.copy_(nn.functional.normalize(self.weight, dim=1))
+        self.weight.copy_(l2_normalize(self.weight, dim=1))
 
     def forward(self, z: Tensor) -> Tensor:
         check_embeddings("z", z, ndim=2)
         if z.size(1) != self.weight.size(1):
             raise ValueError(f"z: expected feature size {self.weight.size(1)}, got shape "
                              f"{tuple(z.shape)}")
-        return nn.functional.normalize(z, dim=1) @ self.weight.t().to(z.dtype)
+        return l2_normalize(z, dim=1) @ self.weight.t().to(z.dtype)
 
 
 class SwAVLoss(nn.Module):
