@@ -16,8 +16,8 @@ from torch_geometric.data import HeteroData
 from contrastkit.datasets.hetero import add_metapath, metapath_contexts
 from contrastkit.graphcl.meow import (ADAMEOW_PRESETS, MEOW, MEOW_PRESETS, AdaMEOWConfig,
                                       HeteroInputs, MEOWConfig, PairWeightMLP, adameow_loss,
-                                      cluster_with_concentration, mask_edges, meow_weighted_loss,
-                                      pathsim_topk, proto_nce_loss)
+                                      cluster_with_concentration, mask_edges, mask_feature_entries,
+                                      meow_weighted_loss, pathsim_topk, proto_nce_loss)
 
 from conftest import require_dataset
 
@@ -115,6 +115,11 @@ def test_fine_grained_view_construction_on_toy_graph():
     torch.testing.assert_close(mask_edges(inp.metapaths[0], 0.0, 5).to_dense(),
                                b / db.sqrt()[:, None] / db.sqrt()[None, :])
     torch.testing.assert_close(mask_edges(inp.metapaths[0], 1.0, 5).to_dense(), torch.eye(5))
+    # a masking rate outside [0, 1] is refused, naming it (p=2 kept nothing / everything silently)
+    with pytest.raises(ValueError, match=r"p: expected a probability in \[0, 1\], got 2"):
+        mask_edges(inp.metapaths[0], 2.0, 5)
+    with pytest.raises(ValueError, match=r"p: expected a probability in \[0, 1\], got -0.1"):
+        mask_feature_entries(torch.ones(3, 2), -0.1)
     # the whole forward gives one fused embedding per paper
     g, z = m.forward_views()
     assert g.shape == z.shape == (5, 8) and torch.isfinite(z).all()

@@ -398,6 +398,7 @@ def _row_mean(m: Tensor) -> Tensor:
 def mask_feature_entries(x: Tensor, p: float, generator: torch.Generator | None = None
                          ) -> Tensor:
     """Zero a fraction ``p`` of the non-zero entries of ``x`` (entries, not columns)."""
+    p = check_probability("p", p)
     if p <= 0:
         return x
     drop = (torch.rand(x.shape, generator=generator) < p) & (x != 0)
@@ -408,6 +409,7 @@ def mask_edges(mp: MetaPathInput, p: float, n: int, generator: torch.Generator |
                ) -> PropMatrix:
     r"""Edge-masked view: drop a fraction ``p`` of the off-diagonal entries of :math:`\bar A^P`
     (per directed entry), binarise, add ``I``, normalise symmetrically."""
+    p = check_probability("p", p)
     diag = mp.rows == mp.cols
     keep = diag | (torch.rand(mp.rows.shape, generator=generator) >= p)
     rows, cols = mp.rows[keep], mp.cols[keep]
