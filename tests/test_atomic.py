@@ -68,3 +68,18 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="encoding: expected None for binary mode"):
         with atomic_write("x.bin", "wb", encoding="utf-8"):
             pass
+
+
+def test_permissions_are_those_of_a_plain_open_or_of_the_old_file(tmp_path):
+    """A temporary file is created 0o600; the written file must not inherit that (configs and
+    embeddings were unreadable by the group): a new file gets 0o666 less the umask, like
+    ``open(path, "w")``, and a replaced file keeps its mode."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    with atomic_write(tmp_path / "new.txt", "w") as fh:
+        fh.write("y")
+    assert (os.stat(tmp_path / "new.txt").st_mode & 0o777) == (os.stat(plain).st_mode & 0o777)
+    os.chmod(plain, 0o640)
+    with atomic_write(plain, "w") as fh:
+        fh.write("z")
+    assert os.stat(plain).st_mode & 0o777 == 0o640 and plain.read_text() == "z"

@@ -5,7 +5,9 @@
 moved over the target with :func:`os.replace` (atomic on POSIX and Windows within one file
 system), then the folder is ``fsync``-ed so the rename itself survives a crash. On an error the
 temporary file is removed and an existing target is left untouched. Concurrent writers never share
-a temporary file, so the last complete write wins.
+a temporary file, so the last complete write wins. The new file keeps an existing target's
+permissions, and otherwise gets those of a plain ``open(path, "w")`` (``0o666`` less the umask),
+not the owner-only ``0o600`` of a temporary file.
 
 Used for checkpoints (:func:`contrastkit.core.checkpoint.save_checkpoint`), saved configs
 (:func:`contrastkit.core.config.save_config`) and the CLI's ``embeddings.pt`` / ``metrics.json``.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -38,6 +41,21 @@ def fsync_dir(folder: str | os.PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _new_file_mode() -> int:
+    """The permission bits ``open(path, "w")`` would give a new file: ``0o666`` less the umask
+    (read from ``/proc`` where it can be, so the process umask is not touched)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextlib.contextmanager
@@ -83,6 +101,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *,
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        try:
+            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
+        except FileNotFoundError:
+            os.chmod(tmp, _new_file_mode())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
