@@ -194,3 +194,48 @@ def test_losses_name_bad_embeddings(call, error, match):
     a, b = _views()
     with pytest.raises(error, match=match):
         call(L, a, b)
+
+
+def test_numpy_and_0d_tensor_scalars_are_accepted_bools_and_strings_are_not():
+    """Shared checks take numpy ints/floats and 0-d tensors as the numbers they are (they were
+    refused after the checks were tightened) and still refuse bools and strings by name."""
+    import numpy as np
+
+    from contrastkit.core.checks import (check_edge_index, check_int, check_positive,
+                                         check_probability)
+    from contrastkit.graphcl.augment import degree_centrality
+    from contrastkit.graphcl.encoders import gcn_adjacency
+    from contrastkit.seqcl.hierarchical import generate_mask
+    assert check_int("n", np.int64(3)) == 3 and type(check_int("n", np.int64(3))) is int
+    assert check_int("n", torch.tensor(4)) == 4
+    assert check_probability("p", np.float32(0.5)) == 0.5
+    assert check_probability("p", torch.tensor(0.25)) == 0.25
+    assert check_positive("t", np.float32(0.5)) == 0.5
+    with pytest.raises(TypeError, match=r"^n: expected an int, got bool"):
+        check_int("n", True)
+    with pytest.raises(TypeError, match=r"^n: expected an int, got float"):
+        check_int("n", np.float64(3.0))
+    with pytest.raises(TypeError, match=r"^p: expected a probability"):
+        check_probability("p", "0.5")
+    ei = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    assert torch.equal(gcn_adjacency(ei, np.int64(3)).to_dense(), gcn_adjacency(ei, 3).to_dense())
+    assert torch.equal(degree_centrality(ei, np.int64(3)), degree_centrality(ei, 3))
+    with pytest.raises(TypeError, match=r"^num_nodes: expected a non-negative int, got float"):
+        check_edge_index("edge_index", ei, 3.0)
+    with pytest.raises(ValueError, match=r"^num_nodes: expected a non-negative int, got -1"):
+        degree_centrality(ei, -1)
+    assert generate_mask(np.int64(2), 5, "binomial", p=np.float32(0.5)).shape == (2, 5)
+
+
+def test_zero_width_embeddings_and_huge_extra_negatives():
+    """``l2_normalize`` on a zero-width dimension stays zero (no raw IndexError from amax); the
+    cosine of MoCHi's extra negatives is scale-invariant up to float32 magnitudes of 1e25."""
+    from contrastkit.core.losses import info_nce, moco_loss
+    from contrastkit.core.similarity import l2_normalize
+    assert l2_normalize(torch.zeros(4, 0)).shape == (4, 0)
+    assert torch.isfinite(info_nce(torch.randn(4, 0), torch.randn(4, 0)))
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(8, 4, generator=g), torch.randn(8, 4, generator=g)
+    queue, h = torch.randn(16, 4, generator=g), torch.randn(8, 5, 4, generator=g)
+    want = moco_loss(q, k, queue, extra_negatives=h)
+    assert torch.allclose(moco_loss(q, k, queue, extra_negatives=h * 1e25), want)

@@ -175,12 +175,21 @@ def test_soft_assignment_cosine_and_rbf_reference():
     ((10, 500, 0.0), r"^rate: expected a positive"),      # was a ZeroDivisionError
     ((10, 0, 0.2), r"^stride: expected a positive"),
     ((10, 500, -0.2), r"^rate: expected a positive"),
-    ((-1, 500, 0.2), r"^step: expected a number >= 0"),
+    ((-1, 500, 0.2), r"^step: expected a non-negative finite number, got -1"),
     ((10, float("nan"), 0.2), r"^stride: expected a positive"),
 ])
 def test_schedule_weights_bad_arguments(args, match):
     with pytest.raises(ValueError, match=match):
         schedule_weights(*args)
+
+
+def test_schedule_weights_step_types():
+    """numpy and 0-d tensor steps are numbers; a string is a TypeError naming step."""
+    want = schedule_weights(3, 10.0)
+    assert schedule_weights(np.float32(3.0), 10.0) == pytest.approx(want)
+    assert schedule_weights(torch.tensor(3), np.float64(10.0)) == pytest.approx(want)
+    with pytest.raises(TypeError, match=r"^step: expected a number, got str"):
+        schedule_weights("3", 10.0)
 
 
 def test_schedule_official_gates_community_terms_off_after_r_eta():

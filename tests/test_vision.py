@@ -266,7 +266,7 @@ def test_knn_accuracy_bad_input():
         knn_accuracy(bank, labels, query, torch.full((8,), 5), num_classes=3)
     with pytest.raises(ValueError, match=r"test_labels: .*\[-1, "):
         knn_accuracy(bank, labels, query, torch.full((8,), -1))
-    with pytest.raises(ValueError, match=r"bank_labels: expected values in \[0, 2\)"):
+    with pytest.raises(ValueError, match=r"train_labels: expected class indices in \[0, 2\)"):
         knn_accuracy(bank, labels, query, torch.zeros(8, dtype=torch.long), num_classes=2)
     with pytest.raises(ValueError, match="k: expected an int >= 1"):
         knn_accuracy(bank, labels, query, test_y, k=0)
@@ -280,8 +280,13 @@ def test_knn_accuracy_bad_input():
         knn_accuracy(bank, labels, query[:0], test_y[:0])
     nan_q = query.clone()
     nan_q[2, 1] = float("nan")
-    with pytest.raises(ValueError, match="query: expected finite"):
+    with pytest.raises(ValueError, match="test_features: expected finite"):
         knn_accuracy(bank, labels, nan_q, test_y)
+    with pytest.raises(ValueError, match="train_features: expected finite"):
+        knn_accuracy(nan_q.repeat(4, 1)[:30], labels, query, test_y)
+    # numpy ints are ints
+    out = knn_accuracy(bank, labels, query, test_y, k=np.int64(5), num_classes=np.int64(3))
+    assert set(out) == {"knn_top1"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,10 +9,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor
+
+
+def as_scalar(value: Any) -> Any:
+    """A numpy scalar or a 0-d (non-bool) tensor as the Python ``int`` / ``float`` it holds;
+    anything else unchanged (bools stay bools, so the checks below still refuse them)."""
+    if isinstance(value, Tensor):
+        if value.dim() == 0 and value.dtype != torch.bool:
+            return value.item()
+        return value
+    if isinstance(value, (bool, int, float)) or type(value).__module__ != "numpy":
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
 
 
 def check_tensor(name: str, value: Any, *, ndim: int | Sequence[int] | None = None,
@@ -68,7 +85,7 @@ def check_ids(name: str, value: Any, upper: int, *, lower: int = 0,
     """
     check_tensor(name, value, ndim=ndim, integer=True)
     if value.numel():
-        lo, hi = int(value.min()), int(value.max())
+        lo, hi = (int(v) for v in torch.stack(torch.aminmax(value)).tolist())
         if lo < lower or hi >= upper:
             raise ValueError(f"{name}: expected {what} in [{lower}, {upper}), got values in "
                              f"[{lo}, {hi}]")
@@ -85,9 +102,13 @@ def check_edge_index(name: str, value: Any, num_nodes: int | None = None) -> Ten
     check_tensor(name, value, ndim=2, integer=True)
     if value.size(0) != 2:
         raise ValueError(f"{name}: expected shape [2, E], got {tuple(value.shape)}")
-    if num_nodes is not None and (isinstance(num_nodes, bool) or not isinstance(num_nodes, int)
-                                  or num_nodes < 0):
-        raise ValueError(f"num_nodes: expected a non-negative int, got {num_nodes!r}")
+    if num_nodes is not None:
+        num_nodes = as_scalar(num_nodes)
+        if isinstance(num_nodes, bool) or not isinstance(num_nodes, int):
+            raise TypeError(f"num_nodes: expected a non-negative int, got "
+                            f"{type(num_nodes).__name__}")
+        if num_nodes < 0:
+            raise ValueError(f"num_nodes: expected a non-negative int, got {num_nodes}")
     if value.numel():
         lo, hi = (int(v) for v in torch.stack(torch.aminmax(value)).tolist())
         if lo < 0 or (num_nodes is not None and hi >= num_nodes):
@@ -121,6 +142,7 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> Any:
             raise ValueError(f"{name}: expected {'non-negative' if allow_zero else 'positive'} "
                              f"finite values, got minimum {lo}")
         return value
+    value = as_scalar(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
     if not (value >= 0 if allow_zero else value > 0) or value != value or value == float("inf"):
@@ -130,7 +152,9 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> Any:
 
 
 def check_probability(name: str, value: Any) -> float:
-    """Raise unless ``value`` is a number in [0, 1]."""
+    """Raise unless ``value`` is a number in [0, 1] (numpy scalars and 0-d tensors accepted);
+    return it as a ``float``."""
+    value = as_scalar(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name}: expected a probability (float in [0, 1]), got {type(value).__name__}")
     if not 0.0 <= float(value) <= 1.0:
@@ -176,8 +200,10 @@ def check_weights(name: str, value: Tensor) -> Tensor:
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
     """Check that ``value`` is an int ``>= minimum`` (not a bool); returns it.
 
-    Raises TypeError for a non-int and ValueError for a too small one, naming ``name``.
+    Raises TypeError for a non-int and ValueError for a too small one, naming ``name``. Numpy
+    ints and 0-d integer tensors are accepted (returned as ``int``).
     """
+    value = as_scalar(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
     if value < minimum:

@@ -33,6 +33,8 @@ def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
     Returns:
         Tensor of ``x``'s shape with unit-norm slices along ``dim`` (zero slices stay zero).
     """
+    if x.size(dim) == 0:  # nothing to scale (amax has no identity); zero-width rows stay so
+        return F.normalize(x, dim=dim, eps=eps)
     scale = x.detach().abs().amax(dim=dim, keepdim=True).clamp_min(1.0)
     return F.normalize(x / scale, dim=dim, eps=eps)
 

@@ -87,19 +87,11 @@ _EDGE_KEYS: tuple[str, ...] = ("edge_attr", "edge_weight", "edge_type")
 # small helpers
 # --------------------------------------------------------------------------------------------
 
-def _check_edge_index(name: str, edge_index: Any) -> Tensor:
-    """An integer ``[2, E]`` with node ids ``>= 0`` (the shared :func:`check_edge_index`)."""
-    return check_edge_index(name, edge_index)
-
-
-def _check_num_nodes(name: str, num_nodes: Any, edge_index: Tensor) -> int:
-    if isinstance(num_nodes, bool) or not isinstance(num_nodes, (int, np.integer)):
-        raise TypeError(f"{name}: expected a non-negative int, got {type(num_nodes).__name__}")
-    num_nodes = int(num_nodes)
-    if num_nodes < 0:
-        raise ValueError(f"{name}: expected a non-negative int, got {num_nodes}")
+def _check_num_nodes(num_nodes: Any, edge_index: Any) -> int:
+    """Check ``edge_index`` (integer ``[2, E]``) against ``num_nodes`` (a non-negative int,
+    numpy ints accepted) in one pass of the shared :func:`check_edge_index`; return the count."""
     check_edge_index("edge_index", edge_index, num_nodes)
-    return num_nodes
+    return int(num_nodes)
 
 
 def _data_num_nodes(data: Any) -> int | None:
@@ -252,7 +244,9 @@ class DropEdges(BaseTransform):
 
     def keep_mask(self, edge_index: Tensor) -> Tensor:
         """Sample the boolean keep mask [E] for ``edge_index`` [2, E]."""
-        _check_edge_index("edge_index", edge_index)
+        return self._keep_mask(check_edge_index("edge_index", edge_index))
+
+    def _keep_mask(self, edge_index: Tensor) -> Tensor:
         num_edges = edge_index.size(1)
         device = edge_index.device
         if self.p == 0.0 or num_edges == 0:
@@ -272,9 +266,8 @@ class DropEdges(BaseTransform):
         return keep_pair[inverse]
 
     def forward(self, data: Data) -> Data:
-        edge_index = _data_edge_index(data, type(self).__name__)
-        keep = self.keep_mask(edge_index)
-        return _filter_edges(data, keep)
+        edge_index = _data_edge_index(data, type(self).__name__)  # checked once, here
+        return _filter_edges(data, self._keep_mask(edge_index))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(p={self.p}, symmetric={self.symmetric})"
@@ -324,8 +317,7 @@ def degree_centrality(edge_index: Tensor, num_nodes: int) -> Tensor:
     Returns:
         Float tensor [N].
     """
-    _check_edge_index("edge_index", edge_index)
-    num_nodes = _check_num_nodes("num_nodes", num_nodes, edge_index)
+    num_nodes = _check_num_nodes(num_nodes, edge_index)
     if edge_index.size(1) == 0:
         return torch.zeros(num_nodes, device=edge_index.device)
     sym = to_undirected(edge_index, num_nodes=num_nodes)
@@ -358,8 +350,7 @@ def gca_pagerank(edge_index: Tensor, num_nodes: int, *,
     Returns:
         Float tensor [N] (float32).
     """
-    _check_edge_index("edge_index", edge_index)
-    num_nodes = _check_num_nodes("num_nodes", num_nodes, edge_index)
+    num_nodes = _check_num_nodes(num_nodes, edge_index)
     iterations = _check_positive_int("iterations", iterations)
     damping = check_probability("damping", damping)
     src, dst = edge_index[0], edge_index[1]
@@ -413,8 +404,7 @@ def eigenvector_centrality(edge_index: Tensor, num_nodes: int) -> Tensor:
     """
     import networkx as nx
 
-    _check_edge_index("edge_index", edge_index)
-    num_nodes = _check_num_nodes("num_nodes", num_nodes, edge_index)
+    num_nodes = _check_num_nodes(num_nodes, edge_index)
     if num_nodes == 0:
         raise ValueError("num_nodes: expected at least one node for eigenvector centrality, got 0")
     graph = nx.DiGraph()
@@ -484,15 +474,10 @@ def edge_drop_weights(edge_index: Tensor, centrality: Tensor,
     Returns:
         Float tensor [E].
     """
-    _check_edge_index("edge_index", edge_index)
     check_tensor("centrality", centrality, ndim=1, floating=True)
+    check_edge_index("edge_index", edge_index, centrality.numel())  # ids index centrality
     check_finite("centrality", centrality)
     check_choice("aggregation", aggregation, EDGE_AGGREGATIONS)
-    if edge_index.numel() > 0:
-        lo, hi = int(edge_index.min()), int(edge_index.max())
-        if lo < 0 or hi >= centrality.numel():
-            raise ValueError(f"edge_index: expected node indices in [0, {centrality.numel() - 1}] "
-                             f"(len(centrality)={centrality.numel()}), got min {lo} and max {hi}")
     if aggregation == "target":
         phi = centrality[edge_index[1]]
     elif aggregation == "source":

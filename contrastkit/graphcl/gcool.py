@@ -73,7 +73,8 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, subgraph
 
-from ..core.checks import check_choice, check_positive, check_probability, check_tensor
+from ..core.checks import (as_scalar, check_choice, check_positive, check_probability,
+                           check_tensor)
 from ..core.engine import contrastive_loss
 from ..core.pairs import SameLabel
 from ..core.probes import random_split, torch_lr_probe
@@ -229,8 +230,7 @@ def schedule_weights(step: int, stride: float, rate: float = 0.2,
     :math:`a = \max(0, 1 - t/(r\eta))`; ``paper``: :math:`(c, 1 - c)`.
     """
     check_choice("variant", variant, VARIANTS)
-    if isinstance(step, bool) or not isinstance(step, (int, float, np.integer)) or not step >= 0:
-        raise ValueError(f"step: expected a number >= 0, got {step!r}")
+    step = check_positive("step", as_scalar(step), allow_zero=True)
     check_positive("stride", stride)
     check_positive("rate", rate)  # a fraction of the stride; 0 would divide by zero
     c = math.exp(-step / stride)

@@ -57,7 +57,7 @@ def knn_predict(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: i
     check_tensor("bank_labels", bank_labels, ndim=1, integer=True)
     if bank.shape[0] == 0:
         raise ValueError("bank: expected at least one row, got shape (0, ...)")
-    check_int("num_classes", num_classes, minimum=1)
+    num_classes = check_int("num_classes", num_classes, minimum=1)
     check_finite("query", query)
     check_finite("bank", bank)
     if query.shape[1] != bank.shape[1]:
@@ -66,11 +66,9 @@ def knn_predict(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: i
     if bank_labels.numel() != bank.shape[0]:
         raise ValueError(f"bank_labels: expected {bank.shape[0]} labels (one per bank row), "
                          f"got {bank_labels.numel()}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k: expected a positive int, got {k!r}")
+    k = check_int("k", k, minimum=1)
     check_positive("temperature", temperature)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     check_ids("bank_labels", bank_labels, num_classes, what="values")
     bank = bank.float()
     query = query.float().to(bank.device)
@@ -119,6 +117,10 @@ def knn_accuracy(train_features: Tensor, train_labels: Tensor, test_features: Te
     n_cls = int(max(int(train_labels.max()), int(test_labels.max())) + 1) if num_classes is None \
         else int(num_classes)
     check_ids("test_labels", test_labels, n_cls, what="class indices")
+    # under this function's own names (knn_predict would call them bank / query / bank_labels)
+    check_ids("train_labels", train_labels, n_cls, what="class indices")
+    check_finite("train_features", train_features)
+    check_finite("test_features", test_features)
     scores = knn_predict(test_features, train_features, train_labels, n_cls, k=k,
                          temperature=temperature, chunk_size=chunk_size)
     target = test_labels.to(scores.device).long()

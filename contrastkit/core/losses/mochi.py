@@ -148,7 +148,9 @@ def moco_loss(query: Tensor, key: Tensor, queue: Tensor, *, temperature: float |
                 qq = l2_normalize(q, dim=-1, eps=1e-12) if similarity == "cosine" else q
                 l_extra = torch.bmm(h, qq[:, :, None]).squeeze(-1)
                 if similarity == "cosine":
-                    l_extra = l_extra / torch.linalg.vector_norm(h, dim=-1).clamp_min(1e-12)
+                    # norms accumulated in float64: float32 squares overflow above ~1e19
+                    norm = torch.linalg.vector_norm(h, dim=-1, dtype=torch.float64)
+                    l_extra = l_extra / norm.to(l_extra.dtype).clamp_min(1e-12)
             l_extra = l_extra / tau                                              # [B, E]
             parts.append(torch.logsumexp(l_extra, dim=1))
     if not decoupled:
