@@ -682,8 +682,21 @@ def test_l2_normalize_huge_rows_do_not_overflow():
     assert torch.nn.functional.normalize(x, dim=-1)[0].abs().sum() == 0  # the failure it fixes
     want = torch.tensor([[0.6, 0.8], [0.6, 0.8], [0.6, 0.8], [0.0, 0.0]], dtype=torch.float32)
     assert torch.allclose(l2_normalize(x), want)
-    small = torch.randn(5, 3, dtype=torch.float32).clamp(-1, 1)
-    assert torch.equal(l2_normalize(small), torch.nn.functional.normalize(small, dim=-1))
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        for magnitude in (1e-3, 1.0, 7.0, 1e3, 3e4):  # bit-identical where F.normalize is finite
+            rows = torch.randn(65, 16, generator=g, dtype=torch.float64) * magnitude
+            rows = (rows * torch.rand(65, 1, generator=g, dtype=torch.float64) * 10).to(dtype)
+            a, b = rows.clone().requires_grad_(), rows.clone().requires_grad_()
+            want, got = torch.nn.functional.normalize(a, dim=-1), l2_normalize(b)
+            assert torch.equal(got, want)
+            w = torch.randn(rows.shape, generator=g, dtype=torch.float64).to(dtype)
+            (want * w).sum().backward()
+            (got * w).sum().backward()
+            assert torch.equal(b.grad, a.grad)
+    half = torch.full((2, 8), 3e4, dtype=torch.float16)  # a float16 norm above 65504 is inf
+    unit = torch.full((2, 8), 8 ** -0.5, dtype=torch.float32)
+    assert torch.allclose(l2_normalize(half).float(), unit, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", ["info_nce", "nt_xent", "decoupled_loss", "hard_infonce_loss",

@@ -16,14 +16,17 @@ SIMILARITIES = ("cosine", "dot", "neg_sq_dist")
 
 
 def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
-    r"""``x / max(‖x‖, eps)`` along ``dim``, like :func:`torch.nn.functional.normalize`, without
+    r"""``x / max(‖x‖, eps)`` along ``dim``: :func:`torch.nn.functional.normalize`, without
     overflow.
 
-    ``F.normalize`` squares the entries: in float32 a row with entries above ~1.8e19 has an
-    infinite norm and silently becomes a zero vector (every cosine 0, no gradient). Rows whose
-    largest absolute entry exceeds 1 are first divided by it (a detached scale; normalising is
-    scale-invariant, so values and gradients are unchanged in exact arithmetic); other rows are
-    passed through untouched, so ``eps`` keeps its meaning for small rows.
+    ``F.normalize`` squares the entries: in float32 a row with entries above ~1.8e19 (in float16
+    a row whose norm exceeds 65504) has an infinite norm and silently becomes a zero vector
+    (every cosine 0, no gradient). Here each row is first divided by a power of two close to its
+    largest absolute entry (``2^(e-1)`` for ``max|x| = m 2^e``, ``m`` in [0.5, 1); 1 for rows
+    with entries at most 1; a detached scale). Dividing by a power of two is exact and
+    normalising is scale-invariant, so wherever ``F.normalize`` does not overflow the result and
+    its gradient are bit-identical to it (float32, float64, bfloat16; float16 to its rounding),
+    and ``eps`` keeps its meaning.
 
     Args:
         x: input, any shape (e.g. ``[N, D]``).
@@ -35,7 +38,9 @@ def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
     """
     if x.size(dim) == 0:  # nothing to scale (amax has no identity); zero-width rows stay so
         return F.normalize(x, dim=dim, eps=eps)
-    scale = x.detach().abs().amax(dim=dim, keepdim=True).clamp_min(1.0)
+    top = x.detach().abs().amax(dim=dim, keepdim=True)
+    _, exponent = torch.frexp(top)  # top = mantissa * 2**exponent, mantissa in [0.5, 1)
+    scale = torch.ldexp(torch.ones_like(top), (exponent - 1).clamp_min(0))
     return F.normalize(x / scale, dim=dim, eps=eps)
 
 

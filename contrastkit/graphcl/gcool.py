@@ -68,7 +68,6 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, subgraph
@@ -79,6 +78,7 @@ from ..core.engine import contrastive_loss
 from ..core.pairs import SameLabel
 from ..core.probes import random_split, torch_lr_probe
 from ..core.weights import LabelTable
+from ..core.similarity import l2_normalize
 from ..registry import MethodSpec, RunContext, RunResult, register
 from . import grace as _grace
 
@@ -114,7 +114,7 @@ def soft_assignment(h: Tensor, centres: Tensor, temperature: float,
                          f"got {centres.size(1)}")
     check_positive("temperature", temperature)
     check_choice("similarity", similarity, SIMILARITIES)
-    phi = F.normalize(centres, dim=1)
+    phi = l2_normalize(centres, dim=1)
     if similarity == "cosine":
         logits = h @ phi.t() / temperature
     else:
@@ -342,7 +342,7 @@ class GCooL(_grace.GRACE):
         self.last_terms: dict[str, float] = {}
 
     def project(self, z: Tensor) -> Tensor:
-        return F.normalize(self.head(z), dim=1)
+        return l2_normalize(self.head(z), dim=1)
 
     def assign(self, h: Tensor) -> Tensor:
         """Soft assignment ``[N, K]`` of unit projections (detached unless ``variant="paper"``)."""

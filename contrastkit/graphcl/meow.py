@@ -78,6 +78,7 @@ from ..core.pairs import SameLabel
 from ..core.probes import heco_probe
 from ..core.trainer import CHECKPOINT_NAME, Trainer
 from ..core.weights import BlockWeight, LabelTable
+from ..core.similarity import l2_normalize
 from ..registry import MethodSpec, RunContext, RunResult, register
 
 #: the state-dict key of a module's extra state (MEOW's best-loss bookkeeping)
@@ -490,7 +491,7 @@ class ProjectionHead(nn.Module):
         self.lin = nn.Linear(in_channels, out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(torch.tanh(self.lin(x)), dim=-1)
+        return l2_normalize(torch.tanh(self.lin(x)), dim=-1)
 
 
 # ============================================================================ clustering
@@ -522,7 +523,7 @@ def cluster_with_concentration(v: Tensor, k: int, *, temperature: float, seed: i
     phi = phi.clamp(float(lo), float(hi))
     phi = temperature * phi / phi.mean().clamp_min(1e-12)
     phi = phi.clamp_min(1e-6)
-    return labels.to(v.device), F.normalize(cent, dim=1).to(v.device), phi.to(v.device)
+    return labels.to(v.device), l2_normalize(cent, dim=1).to(v.device), phi.to(v.device)
 
 
 # ============================================================================ losses
@@ -679,8 +680,8 @@ class MEOW(ContrastiveMethod):
         fine = []
         for k, (mp, adj_m) in enumerate(zip(inp.metapaths, masked_adjs)):
             e, e_aug = self.context_embeddings(k, h, h_aug)
-            fine.append(F.normalize(self.encoder(e, mp.adj), dim=1))
-            fine.append(F.normalize(self.encoder(e_aug, adj_m), dim=1))
+            fine.append(l2_normalize(self.encoder(e, mp.adj), dim=1))
+            fine.append(l2_normalize(self.encoder(e_aug, adj_m), dim=1))
         z = self.attention(fine)
         return g_coarse, z
 

@@ -94,6 +94,7 @@ from ..core.metrics import ari, cluster_acc, cluster_f1, kmeans, nmi
 from ..core.pairs import Pairs
 from ..core.progress import progress_bar
 from ..core.trainer import Trainer
+from ..core.similarity import l2_normalize
 from ..registry import MethodSpec, RunContext, RunResult, register
 
 LOSSES = ("pamc", "scgc")
@@ -195,7 +196,7 @@ def pamc_loss(z: Tensor, pairs: Pairs, labels: Tensor, num_clusters: int, scale:
         pos = pos[anchors]
     m, counts = meta_nodes(za, labels.long(), num_clusters)
     if negatives == "anchor":
-        logits = scale * (F.normalize(za, dim=1) @ F.normalize(m, dim=1).t())      # [B, K]
+        logits = scale * (l2_normalize(za, dim=1) @ l2_normalize(m, dim=1).t())      # [B, K]
         return -pos.mean() + torch.logsumexp(logits + counts.to(za.dtype).log(), 1).mean()
     neg = contrastive_loss(m if empty_clusters == "zero" else m[counts > 0], None,
                            temperature=1.0 / scale, similarity="cosine", form="log_partition",

@@ -55,6 +55,7 @@ from torch_geometric.utils import (add_self_loops, degree, is_undirected, remove
                                    to_undirected)
 
 from ..core.checks import check_choice, check_config_numbers, check_probability
+from ..core.similarity import l2_normalize
 
 __all__ = ["POTOptions", "POTBounds", "POTPlugin", "uniform_budgets", "adaptive_budgets",
            "node_degrees", "pot_bounds", "boundable_slope", "relaxation", "contrast_direction",
@@ -304,7 +305,7 @@ def contrast_direction(z_other: Tensor) -> Tensor:
     n = z_other.size(0)
     if n < 2:
         raise ValueError(f"z_other: expected at least 2 nodes, got {n}")
-    zh = F.normalize(z_other, dim=1)
+    zh = l2_normalize(z_other, dim=1)
     return (zh * n - zh.sum(0, keepdim=True)) / (n - 1)
 
 

@@ -124,6 +124,7 @@ from ..core.checks import check_choice, check_config_numbers, check_ints, check_
 from ..core.engine import contrastive_loss
 from ..core.method import ContrastiveMethod
 from ..core.trainer import Trainer
+from ..core.similarity import l2_normalize
 from ..registry import MethodSpec, RunContext, RunResult, register
 from .hierarchical import (AveragedEncoder, TSEncoder, encode_full, generate_mask,
                            hierarchical_contrastive_loss)
@@ -649,7 +650,7 @@ def local_loss(z: Tensor, k: int = 16, *, start: int | None = None,
     if crop < 1:
         return z.new_zeros(())
     if normalize:
-        z = F.normalize(z, dim=-1)
+        z = l2_normalize(z, dim=-1)
     if start is None:
         start = int(torch.randint(0, t - crop * k + 1, ()))
     seg = z[:, start:start + crop * k].reshape(g, k, crop, d).amax(2)

@@ -73,6 +73,7 @@ from ..core.engine import contrastive_loss
 from ..core.method import ContrastiveMethod
 from ..core.pairs import Pairs
 from ..core.trainer import CHECKPOINT_NAME, Trainer
+from ..core.similarity import l2_normalize
 from ..datasets.medical import (PatientDataset, SampleSet, TrialBatches, label_subset,
                                 make_samples, patient_kfold)
 from ..registry import MethodSpec, RunContext, RunResult, register
@@ -232,8 +233,8 @@ def id_contrastive_loss(u1: Tensor, u2: Tensor, ids: Tensor, temperature: float 
     pairs = same_id_pairs(ids)
     if pairs.size(1) == 0:
         return u1.new_zeros(())
-    a = F.normalize(u1, dim=1).reshape(u1.size(0), -1)
-    b = F.normalize(u2, dim=1).reshape(u2.size(0), -1)
+    a = l2_normalize(u1, dim=1).reshape(u1.size(0), -1)
+    b = l2_normalize(u2, dim=1).reshape(u2.size(0), -1)
     sel = Pairs(pairs)
     up = contrastive_loss(a, b, positives=sel, temperature=temperature, similarity="cosine",
                           form="pair_mean")

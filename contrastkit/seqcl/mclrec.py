@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from ..core.checks import check_choice, check_positive
 from ..core.losses import nt_xent
+from ..core.similarity import l2_normalize
 from ..registry import MethodSpec, RunContext, RunResult, register
 from .augment_seq import TwoViewAugment
 from .sasrec import SASRec, SeqRecConfig, evaluate, run_method
@@ -118,7 +119,7 @@ class Augmenter(nn.Module):
             h = lin(h)
             if i < len(self.layers) - 1:
                 h = F.gelu(h)
-        return F.normalize(h, dim=-1)
+        return l2_normalize(h, dim=-1)
 
 
 def margin_regularizer(x1: Tensor, x2: Tensor) -> Tensor:

@@ -29,6 +29,7 @@ from ..core import distributed as dist_utils
 from ..core.checks import check_choice, check_config_numbers, check_ints, check_positive, check_probability
 from ..core.method import ContrastiveMethod
 from ..core.trainer import Trainer
+from ..core.similarity import l2_normalize
 from ..registry import MethodSpec, RunContext, RunResult, register
 from .augment import simclr_augment
 from .backbones import build_backbone, convert_sync_batchnorm, to_channels_last
@@ -440,7 +441,7 @@ def _geometry(features: Tensor, labels: Tensor) -> dict[str, float]:
     """``uniformity`` (Wang & Isola, t = 2) and ``tolerance`` (mean cosine of same-class pairs,
     Wang & Liu 2021) of the normalised test features: the hardness / temperature diagnostics."""
     from ..core.metrics import uniformity
-    f = torch.nn.functional.normalize(features.float(), dim=1)
+    f = l2_normalize(features.float(), dim=1)
     out = {"uniformity": float(uniformity(f))}
     try:
         from ..core.losses.hardness import tolerance

@@ -19,11 +19,11 @@ import time
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.checks import check_finite, check_ids, check_int, check_positive, check_tensor
 from ..core.probes import knn_scores
+from ..core.similarity import l2_normalize
 
 __all__ = ["knn_predict", "knn_accuracy", "extract_features", "KNNMonitor"]
 
@@ -74,8 +74,8 @@ def knn_predict(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: i
     query = query.float().to(bank.device)
     labels = bank_labels.to(bank.device).long()
     if normalize:
-        bank = F.normalize(bank, dim=1)
-        query = F.normalize(query, dim=1)
+        bank = l2_normalize(bank, dim=1)
+        query = l2_normalize(query, dim=1)
     return knn_scores(query, bank, labels, num_classes, k=k, temperature=temperature,
                       chunk_size=chunk_size)
 

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from ..core import distributed as dist_utils
 from ..core.checks import check_choice, check_ints, check_positive
+from ..core.similarity import l2_normalize
 from .frame import ProjectionHead, VisionConfig, VisionMethod, register_frame
 
 __all__ = ["MoCoConfig", "MoCo", "PLUGINS", "run", "evaluate"]
@@ -169,7 +170,7 @@ class MoCo(VisionMethod):
             if self.config.channels_last:
                 xi = xi.contiguous(memory_format=torch.channels_last)
             out[idx] = self.key_head(self.key_encoder(xi)).float()
-        return nn.functional.normalize(out, dim=1)
+        return l2_normalize(out, dim=1)
 
     # ---- the step ------------------------------------------------------------------------
     def views(self, batch: Any) -> list[Tensor]:

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from ..core.checks import check_choice, check_ints, check_positive
 from ..core.losses import decoupled_loss, nt_xent
+from ..core.similarity import l2_normalize
 from .augment import MultiCrop, ViewAugment
 from .frame import ProjectionHead, VisionConfig, VisionMethod, register_frame
 
@@ -300,7 +301,7 @@ class SimCLR(VisionMethod):
         assert self.prototypes is not None
         self.prototypes.normalize_()
         sizes = [f.shape[0] for f in feats]
-        z = nn.functional.normalize(self.project(torch.cat(feats, 0)).float(), dim=1)
+        z = l2_normalize(self.project(torch.cat(feats, 0)).float(), dim=1)
         scores = list(self.prototypes(z).split(sizes, 0))
         zg = z[:sizes[0] + sizes[1]].detach().split(sizes[:2], 0)
         queue_scores = None
@@ -332,7 +333,7 @@ class SimCLR(VisionMethod):
                 return self._loss_fn(z, temperature=tau)
             if c.loss == "mv_pvc":
                 return self._loss_fn(z, temperature=tau, variant=c.pvc_variant)
-            return self._loss_fn(nn.functional.normalize(z, dim=-1), alpha=c.cacr_alpha,
+            return self._loss_fn(l2_normalize(z, dim=-1), alpha=c.cacr_alpha,
                                  beta=c.cacr_beta, pos_temperature=c.cacr_pos_temperature,
                                  neg_temperature=c.cacr_neg_temperature)
         if c.loss == "amcl":
