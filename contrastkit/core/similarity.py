@@ -15,6 +15,13 @@ from torch import Tensor
 SIMILARITIES = ("cosine", "dot", "neg_sq_dist")
 
 
+#: floating dtype -> (integer dtype of the same width, mask of its exponent bits)
+_EXPONENT_BITS = {torch.float64: (torch.int64, 0x7FF0000000000000),
+                  torch.float32: (torch.int32, 0x7F800000),
+                  torch.bfloat16: (torch.int16, 0x7F80),
+                  torch.float16: (torch.int16, 0x7C00)}
+
+
 def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
     r"""``x / max(‖x‖, eps)`` along ``dim``: :func:`torch.nn.functional.normalize`, without
     overflow.
@@ -22,8 +29,8 @@ def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
     ``F.normalize`` squares the entries: in float32 a row with entries above ~1.8e19 (in float16
     a row whose norm exceeds 65504) has an infinite norm and silently becomes a zero vector
     (every cosine 0, no gradient). Here each row is first divided by a power of two close to its
-    largest absolute entry (``2^(e-1)`` for ``max|x| = m 2^e``, ``m`` in [0.5, 1); 1 for rows
-    with entries at most 1; a detached scale). Dividing by a power of two is exact and
+    largest absolute entry (the largest power of two not above it, read from its exponent bits; 1
+    for rows with entries at most 1; a detached scale). Dividing by a power of two is exact and
     normalising is scale-invariant, so wherever ``F.normalize`` does not overflow the result and
     its gradient are bit-identical to it (float32, float64, bfloat16; float16 to its rounding),
     and ``eps`` keeps its meaning.
@@ -36,12 +43,14 @@ def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
     Returns:
         Tensor of ``x``'s shape with unit-norm slices along ``dim`` (zero slices stay zero).
     """
-    if x.size(dim) == 0:  # nothing to scale (amax has no identity); zero-width rows stay so
-        return F.normalize(x, dim=dim, eps=eps)
+    if x.size(dim) == 0 or x.dtype not in _EXPONENT_BITS:  # nothing to scale (amax has no
+        return F.normalize(x, dim=dim, eps=eps)              # identity) / not a float type
+    as_int, exponent_bits = _EXPONENT_BITS[x.dtype]
     top = x.detach().abs().amax(dim=dim, keepdim=True)
-    _, exponent = torch.frexp(top)  # top = mantissa * 2**exponent, mantissa in [0.5, 1)
-    scale = torch.ldexp(torch.ones_like(top), (exponent - 1).clamp_min(0))
-    return F.normalize(x / scale, dim=dim, eps=eps)
+    # the largest power of two <= top: keep the exponent bits, clear the mantissa (exact, and
+    # unlike torch.frexp available on every backend)
+    power = (top.view(as_int) & exponent_bits).view(x.dtype)
+    return F.normalize(x / power.clamp_min(1.0), dim=dim, eps=eps)
 
 
 def cosine_similarity_matrix(a: Tensor, b: Tensor, eps: float = 1e-12) -> Tensor:
