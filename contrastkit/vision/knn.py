@@ -70,6 +70,12 @@ def knn_predict(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: i
     check_positive("temperature", temperature)
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     check_ids("bank_labels", bank_labels, num_classes, what="values")
+    return _knn_vote(query, bank, bank_labels, num_classes, k, temperature, chunk_size, normalize)
+
+
+def _knn_vote(query: Tensor, bank: Tensor, bank_labels: Tensor, num_classes: int, k: int,
+              temperature: float, chunk_size: int, normalize: bool) -> Tensor:
+    """:func:`knn_predict` on checked inputs."""
     bank = bank.float()
     query = query.float().to(bank.device)
     labels = bank_labels.to(bank.device).long()
@@ -105,7 +111,7 @@ def knn_accuracy(train_features: Tensor, train_labels: Tensor, test_features: Te
                              f"{fname}), got {labels.numel()}")
     if test_labels.numel() == 0:
         raise ValueError("test_labels: expected at least one test example, got none")
-    check_int("k", k, minimum=1)
+    k = check_int("k", k, minimum=1)
     check_positive("temperature", temperature)
     if num_classes is not None:
         check_int("num_classes", num_classes, minimum=1)
@@ -121,8 +127,13 @@ def knn_accuracy(train_features: Tensor, train_labels: Tensor, test_features: Te
     check_ids("train_labels", train_labels, n_cls, what="class indices")
     check_finite("train_features", train_features)
     check_finite("test_features", test_features)
-    scores = knn_predict(test_features, train_features, train_labels, n_cls, k=k,
-                         temperature=temperature, chunk_size=chunk_size)
+    if test_features.shape[1] != train_features.shape[1]:
+        raise ValueError(f"test_features and train_features: expected the same feature "
+                         f"dimension, got {test_features.shape[1]} and {train_features.shape[1]}")
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    # every input is checked above under this function's names: vote without checking again
+    scores = _knn_vote(test_features, train_features, train_labels, n_cls, k,
+                       temperature, chunk_size, True)
     target = test_labels.to(scores.device).long()
     out = {"knn_top1": float((scores.argmax(1) == target).float().mean())}
     if n_cls > 5:
